@@ -1,0 +1,46 @@
+# autoglm.fleet: the two commands of the quick start are `make lab` and `make test`.
+# Every target that needs the controller set-up depends on `setup`, which is idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export MAKE_TARGET := $(firstword $(MAKECMDGOALS))
+
+.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build constraints
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup:  ## install what the lab and the tests need (packages, Docker engine, .venv, images, wheelhouse)
+	@scripts/setup.sh
+
+lab: setup  ## bring up the local lab fleet and run site.yml on it
+	@ansible-playbook playbooks/lab.yml
+
+lab-down:  ## remove the lab hosts, their volumes and network
+	@ansible-playbook playbooks/lab_down.yml
+
+test: setup  ## every test tier (what .ci/run runs)
+	@scripts/test.sh lint sanity unit argspecs build molecule e2e
+
+lint:  ## ansible-lint (production), yamllint, ruff
+	@scripts/test.sh lint
+sanity:  ## ansible-test sanity on the collection
+	@scripts/test.sh sanity
+unit:  ## pytest tests/unit
+	@scripts/test.sh unit
+argspecs:  ## every role's meta/argument_specs.yml names the variables of its defaults/main.yml
+	@scripts/test.sh argspecs
+build:  ## ansible-galaxy collection build, install the tarball, list its plugins
+	@scripts/test.sh build
+molecule:  ## every molecule scenario (check, converge, idempotence, verify)
+	@scripts/test.sh molecule
+e2e:  ## the lab end to end: lab.yml twice, the second run must change nothing
+	@scripts/test.sh e2e
+
+constraints:  ## re-resolve constraints.txt from requirements.txt (needs network)
+	@rm -rf .cache/constraints-venv && python3 -m venv .cache/constraints-venv \
+	 && .cache/constraints-venv/bin/pip install -q -r requirements.txt \
+	 && { echo "# Full, resolved controller environment (pip freeze of requirements.txt on Python 3.11)."; \
+	      echo "# Regenerate with: make constraints"; .cache/constraints-venv/bin/pip freeze; } > constraints.txt

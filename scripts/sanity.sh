@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# ansible-test must run from a path ending in ansible_collections/<namespace>/<name>. Copy the
+# tracked (and new, not ignored) files there and run the sanity suite on the current Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=${SANITY_ROOT:-.cache/sanity}/ansible_collections/autoglm/fleet
+rm -rf "$dest" && mkdir -p "$dest"
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
+  | rsync -a --files-from=- ./ "$dest/"
+# ansible-test bootstraps pip in its sanity venvs with a script it downloads from the internet; put
+# an offline stand-in where it looks first (see scripts/get_pip_offline.py).
+pip_version=$(python - <<'PY'
+import re, ansible_test, pathlib
+src = (pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py").read_text()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+bootstrap=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+mkdir -p "$(dirname "$bootstrap")"
+cmp -s scripts/get_pip_offline.py "$bootstrap" || cp scripts/get_pip_offline.py "$bootstrap"
+cd "$dest"
+ansible-test sanity --python 3.11 --requirements --color no "$@"

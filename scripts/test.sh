@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run test tiers by name, time each, print a summary table, and exit non-zero if any tier failed.
+#   scripts/test.sh lint sanity unit argspecs build molecule e2e
+# Every tier runs even when an earlier one failed, so one CI run reports every broken tier.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+[ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
+
+tier_lint() {
+  ansible-lint --offline && yamllint --strict . && ruff check .
+}
+tier_sanity() { scripts/sanity.sh; }
+tier_unit() {
+  pytest tests/unit; local rc=$?
+  [ "$rc" = 5 ] && { echo "pytest collected no unit tests: that is a failure here"; return 1; }
+  return "$rc"
+}
+tier_argspecs() { pytest -q tests/lint; }
+tier_build() { scripts/build-collection.sh; }
+tier_molecule() {
+  local rc=0 s
+  for s in molecule/*/molecule.yml; do
+    s=$(basename "$(dirname "$s")")
+    step "molecule test -s $s"
+    molecule test -s "$s" || rc=1
+  done
+  return "$rc"
+}
+tier_e2e() { scripts/lab-e2e.sh; }
+
+declare -a rows=()
+failed=0
+for t in "$@"; do
+  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build molecule e2e"
+  step "tier: $t"
+  start=$(date +%s)
+  "tier_$t"; rc=$?
+  secs=$(( $(date +%s) - start ))
+  status=passed; [ "$rc" = 0 ] || { status=FAILED; failed=1; }
+  rows+=("$(printf '%-10s %-7s %4dm%02ds' "$t" "$status" $((secs / 60)) $((secs % 60)))")
+done
+printf '\n==> tier summary\n'
+printf '    %s\n' "${rows[@]}"
+[ "$failed" = 0 ] || { printf '\nERROR: at least one tier failed; see its output above.\n' >&2; exit 1; }
