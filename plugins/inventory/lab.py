@@ -1,5 +1,6 @@
-# Copyright: autoglm.fleet contributors
-# Apache License 2.0 (see LICENSE)
+# Copyright (c) autoglm.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -11,7 +12,7 @@ description:
   - Every host is reached with the C(community.docker.docker_api) connection, by its container name, and gets
     a fixed address on the lab's private Docker network.
   - The source file must end in C(autoglm_lab.yml) or C(autoglm_lab.yaml).
-author: autoglm.fleet maintainers
+author: autoglm.fleet maintainers (@autoglm)
 options:
   plugin:
     description: Marks the file as this plugin's.

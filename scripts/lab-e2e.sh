@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The lab end to end: from bare hosts, lab.yml twice; the first run must not fail, the second must
+# change nothing. Uses tests/e2e (its own lab) unless E2E_INVENTORY says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+inventory=${E2E_INVENTORY:-tests/e2e}
+logs=.cache/e2e && mkdir -p "$logs"
+
+# Print the recap lines of a run and fail when a host failed, was unreachable, or (with "strict") changed.
+check_recap() {
+  local log=$1 strict=${2:-}
+  local recap
+  recap=$(awk '/^PLAY RECAP/{f=1; next} f && /: ok=/{print} f && /^$/{if (n++) f=0}' "$log")
+  [ -n "$recap" ] || die "no PLAY RECAP in $log"
+  sed 's/^/    /' <<<"$recap"
+  if grep -Eq 'failed=[1-9]|unreachable=[1-9]' <<<"$recap"; then die "a host failed or was unreachable (log: $log)"; fi
+  if [ "$strict" = strict ] && grep -Eq 'changed=[1-9]' <<<"$recap"; then
+    grep -E '^(changed|TASK)' "$log" | grep -B1 '^changed' >&2 || true
+    die "the second run changed something (log: $log); see the tasks above"
+  fi
+}
+
+step "e2e: remove any earlier e2e lab (bare hosts)"
+ansible-playbook -i "$inventory" playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
+
+for run in 1 2; do
+  step "e2e: lab.yml, run $run (log: $logs/run$run.log)"
+  start=$(date +%s)
+  ansible-playbook -i "$inventory" playbooks/lab.yml > "$logs/run$run.log" 2>&1 \
+    || { tail -n 60 "$logs/run$run.log"; die "lab.yml run $run failed"; }
+  info "took $(( $(date +%s) - start ))s"
+  if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
+done
+info "second run changed nothing"
+
+step "e2e: remove the e2e lab"
+ansible-playbook -i "$inventory" playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
