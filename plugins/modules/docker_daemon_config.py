@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# Copyright (c) autoglm.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: docker_daemon_config
+short_description: Merge settings into Docker's daemon.json, validated, backed up and written atomically
+version_added: 0.1.0
+description:
+  - Manages the keys this play owns in Docker's C(daemon.json) and leaves every other key exactly as it was.
+  - O(settings) is merged into the existing file. Objects merge recursively and the given keys win; lists and
+    scalars replace the old value. Keys that are not given keep their value and their place; new keys are
+    appended.
+  - The result is compared with the parsed existing file. If they are equal nothing is written and
+    C(changed) is false, so a user's formatting survives. When something changes, the file is written as
+    JSON with a two-space indent, keys in their order.
+  - A missing file is created (with its parent directory) only when the result has at least one key. An empty
+    file counts as C({}). A malformed file (invalid JSON, or JSON that is not an object) fails with a message
+    naming the file and the line and column of the parse error; nothing is written.
+  - The new content goes to a temporary file in the same directory, which is fsynced, given the mode and owner
+    of the existing file, validated, and then renamed over the old file. A validation failure removes the
+    temporary file and leaves the old file untouched. When O(path) is a symlink, the file it points to is
+    replaced and the link is kept.
+  - Validation uses C(dockerd --validate --config-file) when the installed C(dockerd) supports it (Docker 23
+    and later). Otherwise a structural check in Python verifies the type and shape of the C(daemon.json) keys
+    it knows (for example C(registry-mirrors) are http(s) URLs, C(log-opts) values are strings, C(data-root)
+    is absolute, C(default-runtime) names a built-in or configured runtime, C(max-concurrent-downloads) is a
+    positive integer, C(default-address-pools) are C({base, size}) objects). Keys it does not know pass through,
+    because Docker adds keys in new releases.
+  - Any non-empty C(insecure-registries) in the result, given in O(settings) or already in the file, fails
+    unless O(allow_insecure_registries=true).
+  - Why a module and not M(ansible.builtin.copy) or M(ansible.builtin.template) - those own the whole file and
+    would drop keys written by other tools (for example C(nvidia-ctk runtime configure)), and no maintained
+    module merges into C(daemon.json).
+author:
+  - autoglm.fleet contributors (@autoglm)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Computes the result, the diff and the validation (in a temporary file outside the target directory)
+        and writes nothing.
+  diff_mode:
+    support: full
+    details:
+      - Before and after are the pretty-printed JSON; both headers are O(path).
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The daemon.json file to manage.
+    type: path
+    default: /etc/docker/daemon.json
+  settings:
+    description:
+      - daemon.json keys to merge into the file, with their values as Docker expects them (for example
+        C(log-opts) values are strings such as C("3")).
+      - A key may not also be named in O(remove).
+    type: dict
+    default: {}
+  remove:
+    description:
+      - Keys to remove from the file. A key that is not there is ignored.
+      - Nested keys are written as a path separated by C(/), for example C(runtimes/nvidia) removes only the
+        C(nvidia) runtime and C(log-opts/max-file) only that option. Inside a key, write C(~1) for a C(/) and
+        C(~0) for a C(~) (JSON pointer escaping).
+      - A path through a value that is not an object (for example C(registry-mirrors/x)) fails.
+      - Removal happens before O(settings) is merged.
+    type: list
+    elements: str
+    default: []
+  backup:
+    description:
+      - Before replacing an existing file, copy it next to itself as C(<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~)
+        (the name M(ansible.builtin.copy) uses) and return the copy's path in RV(backup_file).
+    type: bool
+    default: true
+  validate:
+    description:
+      - Validate the new content before it replaces the old file, with C(dockerd --validate) where supported,
+        else the structural check.
+    type: bool
+    default: true
+  allow_insecure_registries:
+    description:
+      - Accept C(insecure-registries) in the resulting file. Without it, any non-empty C(insecure-registries)
+        fails the task, whether it comes from O(settings) or was already in the file.
+    type: bool
+    default: false
+  dockerd_path:
+    description:
+      - The C(dockerd) binary whose C(--validate) is used.
+      - By default C(dockerd) is looked up in E(PATH), C(/usr/bin) and C(/usr/sbin). When it is missing or has no
+        C(--validate), the structural check is used.
+    type: path
+  mode:
+    description:
+      - Permissions of the file when this module creates it, as an octal string such as C('0644').
+      - An existing file keeps its mode.
+    type: raw
+    default: '0644'
+  owner:
+    description:
+      - Owner (name or uid) of the file when this module creates it; by default the user the module runs as
+        (root with become).
+      - An existing file keeps its owner.
+    type: str
+  group:
+    description:
+      - Group (name or gid) of the file when this module creates it; by default the primary group of the user
+        the module runs as.
+      - An existing file keeps its group.
+    type: str
+notes:
+  - Restart Docker only when C(changed) is true, for example through a handler.
+seealso:
+  - name: Docker daemon configuration file
+    description: The keys daemon.json accepts.
+    link: https://docs.docker.com/reference/cli/dockerd/#daemon-configuration-file
+"""
+
+EXAMPLES = r"""
+- name: Configure Docker for the GPU fleet
+  autoglm.fleet.docker_daemon_config:
+    settings:
+      log-driver: json-file
+      log-opts:
+        max-size: 100m
+        max-file: "3"
+      live-restore: true
+      max-concurrent-downloads: 6
+      registry-mirrors:
+        - https://mirror.example.com
+      runtimes:
+        nvidia:
+          path: /usr/bin/nvidia-container-runtime
+          runtimeArgs: []
+      default-runtime: nvidia
+      features:
+        buildkit: true
+  become: true
+  notify: Restart docker
+
+- name: Drop the nvidia runtime but keep every other runtime
+  autoglm.fleet.docker_daemon_config:
+    settings:
+      default-runtime: runc
+    remove:
+      - runtimes/nvidia
+  become: true
+
+- name: Write a lab config to another file, allowing a plain-HTTP lab registry
+  autoglm.fleet.docker_daemon_config:
+    path: /tmp/lab-daemon.json
+    settings:
+      insecure-registries:
+        - registry.lab:5000
+    allow_insecure_registries: true
+    backup: false
+    mode: '0600'
+"""
+
+RETURN = r"""
+config:
+  description: The resulting daemon.json content.
+  returned: success
+  type: dict
+  sample: {"dns": ["10.0.0.2"], "log-driver": "json-file", "log-opts": {"max-size": "100m", "max-file": "3"}}
+previous:
+  description: The content before the task (C({}) for a missing or empty file).
+  returned: success
+  type: dict
+  sample: {"dns": ["10.0.0.2"]}
+changed_keys:
+  description: Top-level keys whose values were changed, added or removed (empty when nothing changed).
+  returned: success
+  type: list
+  elements: str
+  sample: ["log-driver", "log-opts"]
+backup_file:
+  description: Path of the copy of the previous file.
+  returned: when O(backup=true) and an existing file was replaced
+  type: str
+  sample: /etc/docker/daemon.json.4242.2026-11-23@12:00:00~
+validated_with:
+  description:
+    - C(dockerd) when C(dockerd --validate) checked the result, C(structural) when the built-in check did.
+    - null when nothing needed writing or O(validate=false).
+  returned: success
+  type: str
+  sample: structural
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_config import (
+    DaemonConfigError,
+    apply,
+    select_validator,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "default": "/etc/docker/daemon.json"},
+            "settings": {"type": "dict", "default": {}},
+            "remove": {"type": "list", "elements": "str", "default": []},
+            "backup": {"type": "bool", "default": True},
+            "validate": {"type": "bool", "default": True},
+            "allow_insecure_registries": {"type": "bool", "default": False},
+            "dockerd_path": {"type": "path"},
+            "mode": {"type": "raw", "default": "0644"},
+            "owner": {"type": "str"},
+            "group": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def run(argv):
+        return module.run_command(argv)
+
+    validator = None
+    if params["validate"]:
+        dockerd = params["dockerd_path"] or module.get_bin_path("dockerd", opt_dirs=["/usr/bin", "/usr/sbin"])
+        if params["dockerd_path"] and not os.access(params["dockerd_path"], os.X_OK):
+            module.fail_json(
+                msg="dockerd_path %s is not an executable file; point it at dockerd or leave it unset."
+                % params["dockerd_path"]
+            )
+        validator = select_validator(dockerd, run)
+
+    try:
+        result = apply(
+            params["path"],
+            settings=params["settings"],
+            remove=params["remove"],
+            backup=params["backup"],
+            validate=params["validate"],
+            allow_insecure_registries=params["allow_insecure_registries"],
+            mode=params["mode"],
+            owner=params["owner"],
+            group=params["group"],
+            validator=validator,
+            check_mode=module.check_mode,
+        )
+    except DaemonConfigError as err:
+        module.fail_json(msg=str(err))
+    except OSError as err:
+        module.fail_json(
+            msg="Cannot write %s: %s. Run the task with become, or point 'path' at a writable location."
+            % (params["path"], err.strerror or err)
+        )
+
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

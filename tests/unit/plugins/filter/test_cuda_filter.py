@@ -1,0 +1,50 @@
+"""The cuda_min_driver and cuda_driver_ok filters (tests/unit/plugins/modules/test_gpu_facts.py runs them in a play)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.autoglm.fleet.plugins.filter.cuda import FilterModule, cuda_driver_ok, cuda_min_driver
+
+
+def test_filters_are_registered():
+    assert FilterModule().filters() == {"cuda_min_driver": cuda_min_driver, "cuda_driver_ok": cuda_driver_ok}
+
+
+@pytest.mark.parametrize(
+    ("cuda", "allow", "expected"),
+    [("11.8", False, "520.61.05"), ("12.8.1", False, "570.26"), ("12", False, "525.60.13"), ("12.9", True, "525.60.13"),
+     (11.8, False, "520.61.05")],
+)
+def test_cuda_min_driver(cuda, allow, expected):
+    assert cuda_min_driver(cuda, allow_minor_compat=allow) == expected
+
+
+@pytest.mark.parametrize(
+    ("driver", "cuda", "allow", "expected"),
+    [
+        ("520.61.05", "11.8", False, True),
+        ("520.61.04", "11.8", False, False),
+        ("575.51.03", "12.9", False, True),
+        ("570.26", "12.9", False, False),
+        ("570.26", "12.9", True, True),
+        ("450.80.02", "11.8", True, True),
+        ("450.80.01", "11.8", True, False),
+    ],
+)
+def test_cuda_driver_ok(driver, cuda, allow, expected):
+    assert cuda_driver_ok(driver, cuda, allow_minor_compat=allow) is expected
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cuda_min_driver("12.3"), r"^cuda_min_driver: CUDA 12\.3 is not a known CUDA release"),
+        (lambda: cuda_driver_ok("535.54.03", "13.0"), r"^cuda_driver_ok: CUDA 13\.0 is not a known CUDA release"),
+        (lambda: cuda_driver_ok("latest", "11.8"), r"^cuda_driver_ok: driver version 'latest' is not a dotted number"),
+        (lambda: cuda_min_driver("eleven"), r"^cuda_min_driver: CUDA version 'eleven' is not of the form"),
+    ],
+)
+def test_errors_are_filter_errors(call, match):
+    with pytest.raises(AnsibleFilterError, match=match):
+        call()
