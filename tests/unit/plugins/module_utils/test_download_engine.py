@@ -1,0 +1,358 @@
+"""Engine tests against a real loopback server that injects faults (tests/unit/fixtures_fetch)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
+from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
+    Engine,
+    FetchError,
+    Options,
+    RangeFault,
+    Source,
+    backoff_delay,
+    parse_content_range,
+    safe_relpath,
+)
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import (
+    fetch_model,
+    make_unsigned,
+)
+from fault_server import FaultServer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+CHUNK = 64 * 1024
+
+
+def make_model(root, big=600 * 1024):
+    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
+    files = {
+        "model-00001.safetensors": os.urandom(big),
+        "config.json": b'{"model_type": "glm"}\n',
+        "sub/tokenizer.bin": os.urandom(3000),
+        "empty.txt": b"",
+    }
+    for rel, data in files.items():
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(data)
+    return files
+
+
+@pytest.fixture
+def model(tmp_path):
+    src = tmp_path / "src"
+    files = make_model(str(src))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(make_unsigned(str(src))))
+    return src, files, str(manifest)
+
+
+def opts(**kw):
+    base = {"chunk_size": CHUNK, "connections": 4, "parallel_files": 2, "retries": 3, "backoff": 0.01,
+            "backoff_max": 0.05, "timeout": 5}
+    base.update(kw)
+    return Options(**base)
+
+
+def run(dest, sources, manifest, **kw):
+    check = kw.pop("check_mode", False)
+    return fetch_model(str(dest), sources, opts(**kw), manifest=manifest, require_signature=False,
+                       check_mode=check)
+
+
+def assert_same(dest, files):
+    for rel, data in files.items():
+        with open(os.path.join(dest, rel), "rb") as f:
+            assert f.read() == data, rel
+    assert not os.path.exists(os.path.join(dest, ".partial"))
+
+
+def test_fetch_then_idempotent(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    with FaultServer(str(src)) as srv:
+        first = run(dest, [{"url": srv.url}], manifest)
+        assert first["changed"] is True
+        assert {f["status"] for f in first["files"]} == {"fetched"}
+        assert first["totals"]["fetched"] == 4
+        assert first["totals"]["bytes"] == sum(len(d) for d in files.values())
+        assert_same(dest, files)
+        assert oct(os.stat(dest / "config.json").st_mode & 0o777) == "0o644"
+        served = dict(srv.served)
+        second = run(dest, [{"url": srv.url}], manifest)
+        assert second["changed"] is False
+        assert {f["status"] for f in second["files"]} == {"present"}
+        assert srv.served == served  # nothing fetched again
+
+
+def test_check_mode_reports_and_writes_nothing(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    (dest).mkdir()
+    (dest / "config.json").write_bytes(files["config.json"])
+    with FaultServer(str(src)) as srv:
+        res = run(dest, [{"url": srv.url}], manifest, check_mode=True)
+        assert res["changed"] is True
+        status = {f["path"]: f["status"] for f in res["files"]}
+        assert status["config.json"] == "present"
+        assert status["model-00001.safetensors"] == "would_fetch"
+        expected = sum(len(d) for r, d in files.items() if r != "config.json")
+        assert res["totals"]["bytes"] == expected
+        assert sorted(os.listdir(dest)) == ["config.json"]
+        assert sum(srv.served.values()) <= 3  # probes only: one byte per file at most
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["drop_once", "status500", "bad_content_range_once", "short_length_once"],
+)
+def test_transient_faults_are_retried(tmp_path, model, fault):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    with FaultServer(str(src)) as srv:
+        f = srv.faults
+        if fault == "drop_once":
+            f.drop_once[big] = 200 * 1024 + 17
+        elif fault == "status500":
+            f.status[big] = (500, 3)
+        elif fault == "bad_content_range_once":
+            f.bad_content_range.add(big)
+        elif fault == "short_length_once":
+            f.short_length[big] = 10
+
+        if fault in ("bad_content_range_once", "short_length_once"):
+            # persistent on the first source: the file fails over to the second, healthy one
+            with FaultServer(str(src)) as good:
+                res = run(dest, [{"url": srv.url}, {"url": good.url}], manifest)
+                by = {r["path"]: r for r in res["files"]}
+                assert by[big]["source"] == good.url
+        else:
+            res = run(dest, [{"url": srv.url}], manifest)
+    assert_same(dest, files)
+
+
+def test_range_ignored_falls_back_to_one_stream(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    with FaultServer(str(src)) as srv:
+        srv.faults.ignore_range.add(big)
+        res = run(dest, [{"url": srv.url}], manifest)
+        assert srv.requests[big] == 2  # the probe, then one stream
+    assert_same(dest, files)
+    assert {r["path"]: r["bytes"] for r in res["files"]}[big] == len(files[big])
+
+
+@pytest.mark.parametrize("fault", ["flip", "html", "drop_always", "status404"])
+def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault):
+    src, _files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    with FaultServer(str(src)) as srv:
+        if fault == "flip":
+            srv.faults.flip[big] = 300000
+        elif fault == "html":
+            srv.faults.html.add(big)
+        elif fault == "drop_always":
+            srv.faults.drop_at[big] = 100000
+        else:
+            srv.faults.status[big] = (404, -1)
+        with pytest.raises(FetchError) as err:
+            run(dest, [{"url": srv.url}], manifest)
+    msg = str(err.value)
+    assert big in msg and srv.url in msg
+    expected = {"flip": "SHA-256 mismatch", "html": "HTML", "drop_always": "closed the connection",
+                "status404": "404"}[fault]
+    assert expected in msg
+    assert not (dest / big).exists()  # a tampered or partial file never reaches its final path
+
+
+def test_failover_after_tampered_mirror(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    with FaultServer(str(src)) as bad, FaultServer(str(src)) as good:
+        bad.faults.flip[big] = 5
+        res = run(dest, [{"url": bad.url}, {"url": good.url}], manifest)
+    by = {r["path"]: r for r in res["files"]}
+    assert by[big]["source"] == good.url
+    assert by["config.json"]["source"] == bad.url
+    assert_same(dest, files)
+
+
+def test_failover_from_dead_mirror_and_file_source(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    with FaultServer(str(src)) as srv:
+        dead = srv.url
+    res = run(dest, [{"url": dead}, {"type": "file", "url": "file://%s" % src}], manifest, retries=1)
+    assert {r["source"] for r in res["files"]} == {"file://%s" % src}
+    assert_same(dest, files)
+
+
+def test_not_enough_space(tmp_path, model, monkeypatch):
+    src, _, manifest = model
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
+    with FaultServer(str(src)) as srv:
+        with pytest.raises(FetchError, match="not enough free space"):
+            run(tmp_path / "dest", [{"url": srv.url}], manifest)
+        assert srv.served.get("model-00001.safetensors", 0) <= 1  # only the one-byte probe
+    assert not (tmp_path / "dest" / ".partial").exists()
+
+
+def test_resume_reuses_finished_chunks(tmp_path, model):
+    """A state file from an earlier run: only missing chunks are fetched, the prefix hashed once."""
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    data = files[big]
+    part = dest / ".partial" / (big + ".part")
+    part.parent.mkdir(parents=True)
+    done = [0, 1, 2, 5]
+    buf = bytearray(len(data))
+    for i in done:
+        buf[i * CHUNK:(i + 1) * CHUNK] = data[i * CHUNK:(i + 1) * CHUNK]
+    part.write_bytes(bytes(buf))
+    (dest / ".partial" / (big + ".state")).write_text(json.dumps({
+        "version": 1, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "chunk_size": CHUNK, "done": done}))
+    with FaultServer(str(src)) as srv:
+        res = run(dest, [{"url": srv.url}], manifest)
+        by = {r["path"]: r for r in res["files"]}
+        assert by[big]["status"] == "resumed"
+        assert by[big]["resumed_bytes"] == len(done) * CHUNK
+        assert srv.served[big] == len(data) - len(done) * CHUNK + 1  # + the one-byte probe
+    assert_same(dest, files)
+
+
+def test_stale_state_is_discarded(tmp_path, model):
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    (dest / ".partial").mkdir(parents=True)
+    (dest / ".partial" / (big + ".part")).write_bytes(b"x" * 10)
+    (dest / ".partial" / (big + ".state")).write_text(json.dumps({
+        "version": 1, "size": 10, "sha256": "0" * 64, "chunk_size": CHUNK, "done": [0]}))
+    with FaultServer(str(src)) as srv:
+        res = run(dest, [{"url": srv.url}], manifest)
+    assert {r["path"]: r["status"] for r in res["files"]}[big] == "fetched"
+    assert_same(dest, files)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """Kill the CLI mid-file; the second run fetches only what was not finished (plus in-flight chunks)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 48 * CHUNK
+    data = os.urandom(size)
+    (src / "w.bin").write_bytes(data)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(make_unsigned(str(src))))
+    dest = tmp_path / "dest"
+    state = dest / ".partial" / "w.bin.state"
+    connections = 4
+    argv = [sys.executable, os.path.join(REPO, "scripts", "model-fetch"), "--dest", str(dest),
+            "--manifest", str(manifest), "--allow-unsigned", "--chunk-size", str(CHUNK),
+            "--connections", str(connections), "--quiet"]
+    with FaultServer(str(src)) as srv:
+        srv.faults.delay = 0.05  # ~1.3 MiB/s per connection: the file would take about 0.6 s
+        proc = subprocess.Popen([*argv, "--source", srv.url], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if len(json.loads(state.read_text())["done"]) >= 8:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = json.loads(state.read_text())["done"]
+        assert 8 <= len(done) < 48
+        assert not (dest / "w.bin").exists()
+        first = srv.served["w.bin"]
+        srv.faults.delay = 0
+        out = subprocess.run([*argv, "--source", srv.url], capture_output=True, text=True, check=True)
+        second = srv.served["w.bin"] - first
+    res = json.loads(out.stdout)
+    assert res["files"][0]["status"] == "resumed"
+    assert second == size - len(done) * CHUNK + 1
+    # in all, at most the chunks that were in flight at the kill were transferred twice
+    assert first + second <= size + connections * CHUNK + 2
+    assert (dest / "w.bin").read_bytes() == data
+
+
+def test_rate_limit_caps_throughput(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(512 * 1024))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(make_unsigned(str(src))))
+    with FaultServer(str(src)) as srv:
+        t0 = time.monotonic()
+        run(tmp_path / "dest", [{"url": srv.url}], str(manifest), rate_limit=1024 * 1024)
+        elapsed = time.monotonic() - t0
+    assert elapsed >= 0.45  # 512 KiB at 1 MiB/s
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("bytes 0-9/100", (0, 9, 100)), ("bytes 5-5/*", (5, 5, None)), ("BYTES 1-2/3", (1, 2, 3))],
+)
+def test_parse_content_range(value, expected):
+    assert parse_content_range(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "bytes 0-9", "items 0-9/10", "bytes a-b/10"])
+def test_parse_content_range_rejects(value):
+    with pytest.raises(RangeFault):
+        parse_content_range(value)
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a//b", "a/./b", ".partial/x", "", "a\\b"])
+def test_safe_relpath_rejects(path):
+    with pytest.raises(ValueError):
+        safe_relpath(path)
+
+
+@pytest.mark.parametrize(
+    "kind, url, path, expected",
+    [
+        ("http", "http://m/glm/", "a b.json", "http://m/glm/a%20b.json"),
+        ("hf", "https://hf.example", "sub/x.bin", "https://hf.example/org/glm/resolve/v1.0/sub/x.bin"),
+        ("modelscope", "https://ms.example", "sub/x.bin",
+         "https://ms.example/api/v1/models/org/glm/repo?Revision=v1.0&FilePath=sub%2Fx.bin"),
+        ("file", "file:///srv/bundle", "sub/x.bin", "/srv/bundle/sub/x.bin"),
+    ],
+)
+def test_source_locations(kind, url, path, expected):
+    assert Source(kind, url, "org/glm", "v1.0").location(path) == expected
+
+
+def test_source_rejects_bad_scheme():
+    with pytest.raises(ValueError, match="http"):
+        Source("http", "ftp://x", "m")
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 5, 20])
+def test_backoff_is_bounded(attempt):
+    for _ in range(20):
+        assert 0 <= backoff_delay(attempt, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** attempt)
+
+
+def test_engine_plan_reports_missing_file(tmp_path, model):
+    src, _, _ = model
+    with FaultServer(str(src)) as srv:
+        eng = Engine(str(tmp_path / "d"), [Source("http", srv.url)], opts())
+        with pytest.raises(FetchError, match=r"no source has nope\.bin"):
+            eng.plan([{"path": "nope.bin", "sha256": "0" * 64, "size": None}])
