@@ -43,4 +43,5 @@ constraints:  ## re-resolve constraints.txt from requirements.txt (needs network
 	@rm -rf .cache/constraints-venv && python3 -m venv .cache/constraints-venv \
 	 && .cache/constraints-venv/bin/pip install -q -r requirements.txt \
 	 && { echo "# Full, resolved controller environment (pip freeze of requirements.txt on Python 3.11)."; \
-	      echo "# Regenerate with: make constraints"; .cache/constraints-venv/bin/pip freeze; } > constraints.txt
+	      echo "# Regenerate with: make constraints"; \
+	      .cache/constraints-venv/bin/pip freeze | sed "s/^torch==\(.*\)+cpu$$/torch==\1/"; } > constraints.txt

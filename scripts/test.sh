@@ -12,9 +12,17 @@ tier_lint() {
   ansible-lint --offline && yamllint --strict . && ruff check .
 }
 tier_sanity() { scripts/sanity.sh; }
+# Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
+# compiler (imported by the model server) refuses to load after that.
 tier_unit() {
-  pytest tests/unit; local rc=$?
-  [ "$rc" = 5 ] && { echo "pytest collected no unit tests: that is a failure here"; return 1; }
+  local rc=0 part
+  for part in "tests/unit --ignore=tests/unit/containers" "tests/unit/containers"; do
+    step "pytest $part"
+    # shellcheck disable=SC2086
+    pytest $part; local prc=$?
+    [ "$prc" = 5 ] && { echo "pytest collected no tests in $part: that is a failure here"; prc=1; }
+    [ "$prc" = 0 ] || rc=1
+  done
   return "$rc"
 }
 tier_argspecs() { pytest -q tests/lint; }

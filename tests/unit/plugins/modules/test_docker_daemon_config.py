@@ -17,6 +17,8 @@ ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 def ansible(tmp_path, args, *flags):
     """`ansible localhost -m autoglm.fleet.docker_daemon_config -a <json>`; returns the host's result."""
     env = dict(os.environ)
+    # hermetic: no ansible.cfg from the caller (make exports the checkout's: callbacks, inventory)
+    env.pop("ANSIBLE_CONFIG", None)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
