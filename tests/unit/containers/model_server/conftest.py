@@ -1,0 +1,97 @@
+"""Fixtures for the model server: a tiny random model made here, served by real uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SRC = Path(__file__).resolve().parents[4] / "containers" / "model-server" / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+from autoglm_server.app import create_app  # noqa: E402
+from autoglm_server.config import load_settings  # noqa: E402
+from autoglm_server.devtools import make_random_model  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "image: builds the model-server container image and runs it (needs docker)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server at {base} did not become ready in {timeout}s")
+
+
+class ThreadServer:
+    """A real uvicorn server in a thread of this process."""
+
+    def __init__(self, **overrides: object) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.settings = load_settings(env={}, host="127.0.0.1", port=self.port, **overrides)
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.model = self.settings.model_name
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        wait_ready(self.base)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_random_model(tmp_path_factory.mktemp("model") / "tiny-llama", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model: Path):
+    with ThreadServer(model_dir=str(tiny_model), max_batch_size=8, max_waiting=64, max_model_len=256) as srv:
+        yield srv
+
+
+@pytest.fixture
+def thread_server() -> type[ThreadServer]:
+    return ThreadServer
+
+
+@pytest.fixture(name="metric_value")
+def metric_value_fixture():
+    return metric_value
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample (name{labels}) in a Prometheus text exposition; 0 when absent."""
+    key = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(key + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

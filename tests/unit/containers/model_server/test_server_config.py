@@ -1,0 +1,71 @@
+"""Configuration: defaults < file < environment, validation messages that name the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from autoglm_server.config import ConfigError, load_settings
+
+
+def test_defaults_and_env(tmp_path):
+    s = load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_MAX_BATCH_SIZE": "4", "AUTOGLM_WARMUP": "no"})
+    assert s.max_batch_size == 4
+    assert s.warmup is False
+    assert s.port == 8000
+    assert s.model_name == tmp_path.name
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_file_then_env_wins(tmp_path, suffix):
+    values = {"model_dir": str(tmp_path), "max_waiting": 7, "served_model_name": "from-file", "port": 9000}
+    path = tmp_path / f"server{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(values))
+    else:
+        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+    s = load_settings(env={"AUTOGLM_CONFIG": str(path), "AUTOGLM_PORT": "9100"})
+    assert (s.max_waiting, s.model_name, s.port) == (7, "from-file", 9100)
+
+
+def test_api_key_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    s = load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_API_KEY_FILE": str(key)})
+    assert s.api_key == "s3cret"
+    assert "s3cret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "AUTOGLM_MODEL_DIR"),
+        ({"AUTOGLM_MODEL_DIR": "/nonexistent/weights"}, "is not a directory"),
+        ({"AUTOGLM_MAX_BATCH_SIZE": "0"}, "max_batch_size must be at least 1"),
+        ({"AUTOGLM_MAX_BATCH_SIZE": "many"}, "AUTOGLM_MAX_BATCH_SIZE='many' is not a valid int"),
+        ({"AUTOGLM_DEVICE": "tpu"}, "device must be one of auto, cpu, cuda"),
+        ({"AUTOGLM_WARMUP": "maybe"}, "not a valid bool"),
+        ({"AUTOGLM_DRAIN_TIMEOUT": "-1"}, "drain_timeout must not be negative"),
+        ({"AUTOGLM_QUANTIZATION": "int8", "AUTOGLM_DEVICE": "cuda"}, "CPU only"),
+        ({"AUTOGLM_API_KEY_FILE": "/nonexistent/key"}, "AUTOGLM_API_KEY_FILE"),
+        ({"AUTOGLM_CONFIG": "/nonexistent/server.toml"}, "Cannot read config file"),
+    ],
+)
+def test_invalid(tmp_path, env, fragment):
+    if "AUTOGLM_MODEL_DIR" not in env and fragment != "AUTOGLM_MODEL_DIR":
+        env = {"AUTOGLM_MODEL_DIR": str(tmp_path), **env}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=env)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("max_waiting = [", "not valid"), ("nonsense = 1", "Unknown setting 'nonsense'"), ("port = 'x'", "valid int")],
+)
+def test_invalid_file(tmp_path, content, fragment):
+    path = tmp_path / "server.toml"
+    path.write_text(f"model_dir = {json.dumps(str(tmp_path))}\n{content}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"AUTOGLM_CONFIG": str(path)})
+    assert fragment in str(info.value)
