@@ -167,12 +167,14 @@ class Transport:
                 conns[key] = http.client.HTTPConnection(netloc, timeout=self.timeout)
         return conns[key]
 
-    def drop(self, url):
-        p = urllib.parse.urlsplit(url)
-        conns = getattr(self.local, "conns", {})
-        c = conns.pop((p.scheme, p.netloc), None)
+    def _discard(self, scheme, netloc):
+        c = getattr(self.local, "conns", {}).pop((scheme, netloc), None)
         if c is not None:
             c.close()
+
+    def drop(self, url):
+        p = urllib.parse.urlsplit(url)
+        self._discard(p.scheme, p.netloc)
 
     def close(self):
         for c in getattr(self.local, "conns", {}).values():
@@ -198,7 +200,13 @@ class Transport:
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                     # A kept-alive connection the server closed meanwhile: retry once on a fresh one.
                     if attempt == 1:
+                        self._discard(p.scheme, p.netloc)
                         raise
+                except BaseException:
+                    # Anything else (refused, timed out, TLS) leaves http.client mid-request: a later
+                    # retry on the same object would fail with CannotSendRequest. Never reuse it.
+                    self._discard(p.scheme, p.netloc)
+                    raise
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location")
                 resp.read()

@@ -356,3 +356,33 @@ def test_engine_plan_reports_missing_file(tmp_path, model):
         eng = Engine(str(tmp_path / "d"), [Source("http", srv.url)], opts())
         with pytest.raises(FetchError, match=r"no source has nope\.bin"):
             eng.plan([{"path": "nope.bin", "sha256": "0" * 64, "size": None}])
+
+
+def test_retries_on_a_refused_mirror_then_failover_over_http(tmp_path, model):
+    """A refused connection leaves http.client mid-request; a retry must not reuse it (CannotSendRequest)."""
+    src, files, manifest = model
+    with open(manifest, "rb") as f, open(os.path.join(str(src), "manifest.json"), "wb") as out:
+        out.write(f.read())
+    files = dict(files, **{"manifest.json": open(manifest, "rb").read()})  # noqa: SIM115 - tiny file
+    dest = tmp_path / "dest"
+    with FaultServer(str(src)) as srv:
+        dead = srv.url
+    with FaultServer(str(src)) as good:
+        res = fetch_model(str(dest), [{"url": dead}, {"url": good.url}], opts(retries=2), manifest="manifest.json",
+                          require_signature=False)
+        assert {r["source"] for r in res["files"]} == {good.url}
+    for rel, data in files.items():
+        if rel != "manifest.json":
+            with open(os.path.join(dest, rel), "rb") as f:
+                assert f.read() == data, rel
+
+
+def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, model):
+    src, _files, _manifest = model
+    with FaultServer(str(src)) as srv:
+        dead = srv.url
+    with pytest.raises(Exception) as err:
+        fetch_model(str(tmp_path / "dest"), [{"url": dead}], opts(retries=2), manifest="manifest.json",
+                    require_signature=False)
+    assert "CannotSendRequest" not in repr(err.value) and "Request-sent" not in str(err.value)
+    assert "refused" in str(err.value).lower()
