@@ -27,7 +27,7 @@ TABLE = [
 
 
 def test_table_is_exactly_the_published_one():
-    assert known_cuda_releases() == [cuda for cuda, _ in TABLE]
+    assert known_cuda_releases() == [row[0] for row in TABLE]
     assert len(MIN_DRIVER) == len(TABLE)
 
 
@@ -87,7 +87,8 @@ def test_unknown_release_is_an_error_not_a_guess(cuda):
 )
 def test_compare_driver_versions(left, right, expected):
     assert compare_driver_versions(left, right) == expected
-    assert compare_driver_versions(right, left) == -expected
+    # swapped on purpose: the relation must be symmetric
+    assert compare_driver_versions(right, left) == -expected  # pylint: disable=arguments-out-of-order
 
 
 @pytest.mark.parametrize("value", ["", "535.54.03-beta", "r535", "535..54", None, True, "1.2.3.4.5"])

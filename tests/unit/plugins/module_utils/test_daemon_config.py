@@ -270,7 +270,8 @@ def test_compute_removes_sibling_and_sets_other():
 )
 def test_json_equal(left, right, equal):
     assert dc.json_equal(left, right) is equal
-    assert dc.json_equal(right, left) is equal
+    # swapped on purpose: the relation must be symmetric
+    assert dc.json_equal(right, left) is equal  # pylint: disable=arguments-out-of-order
 
 
 def test_changed_keys_lists_changed_added_and_removed():
@@ -376,7 +377,7 @@ def test_structural_collects_every_error():
 
 
 def test_select_dockerd_validator_when_help_lists_validate(fake_dockerd, tmp_path):
-    script, _ = fake_dockerd
+    script = fake_dockerd[0]
     validator = dc.select_validator(str(script), run)
     assert validator.name == "dockerd"
     good = write_json(tmp_path / "good.json", {"debug": True})

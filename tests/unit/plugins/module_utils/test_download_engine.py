@@ -199,7 +199,7 @@ def test_failover_from_dead_mirror_and_file_source(tmp_path, model):
 
 
 def test_not_enough_space(tmp_path, model, monkeypatch):
-    src, _, manifest = model
+    src, _files, manifest = model
     import shutil
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
@@ -346,12 +346,12 @@ def test_source_rejects_bad_scheme():
 
 @pytest.mark.parametrize("attempt", [0, 1, 5, 20])
 def test_backoff_is_bounded(attempt):
-    for _ in range(20):
+    for _attempt in range(20):
         assert 0 <= backoff_delay(attempt, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** attempt)
 
 
 def test_engine_plan_reports_missing_file(tmp_path, model):
-    src, _, _ = model
+    src = model[0]
     with FaultServer(str(src)) as srv:
         eng = Engine(str(tmp_path / "d"), [Source("http", srv.url)], opts())
         with pytest.raises(FetchError, match=r"no source has nope\.bin"):

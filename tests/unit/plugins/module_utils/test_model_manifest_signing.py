@@ -36,7 +36,7 @@ def signed_model(tmp_path_factory):
     for rel, data in files.items():
         (src / rel).write_bytes(data)
     priv, pub = keypair(root, "signer")
-    _, other_pub = keypair(root, "other")
+    other_pub = keypair(root, "other")[1]
     subprocess.run([sys.executable, os.path.join(REPO, "scripts", "model-sign"), "sign", str(src),
                     "--private-key", priv, "--manifest"], check=True, capture_output=True)
     return {"src": src, "files": files, "pub": pub, "other_pub": other_pub}

@@ -21,7 +21,7 @@ def run_module(tmp_path, args, check=False):
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".cache", "collections"))
-    proc = subprocess.run([sys.executable, MODULE, str(path)], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, MODULE, str(path)], capture_output=True, text=True, env=env, check=False)
     return json.loads(proc.stdout)
 
 
@@ -66,7 +66,7 @@ def test_check_real_repeat(tmp_path, mirror):
 
 
 def test_signature_required_by_default(tmp_path, mirror):
-    srv, _, _ = mirror
+    srv = mirror[0]
     res = run_module(tmp_path, {"dest": str(tmp_path / "d"), "sources": [{"url": srv.url}]})
     assert res["failed"] is True
     assert "public_key" in res["msg"] and "require_signature: false" in res["msg"]
@@ -74,14 +74,14 @@ def test_signature_required_by_default(tmp_path, mirror):
 
 
 def test_bad_parameter_message(tmp_path, mirror):
-    srv, _, manifest = mirror
+    srv, _data, manifest = mirror
     res = run_module(tmp_path, {"dest": str(tmp_path / "d"), "sources": [{"url": srv.url}], "connections": 0,
                                 "require_signature": False, "manifest": manifest})
     assert res["failed"] is True and "connections must be a positive integer" in res["msg"]
 
 
 def test_persistent_fault_reports_file_and_source(tmp_path, mirror):
-    srv, _, manifest = mirror
+    srv, _data, manifest = mirror
     srv.faults.html.add("a.safetensors")
     res = run_module(tmp_path, {"dest": str(tmp_path / "d"), "sources": [{"url": srv.url}], "retries": 1,
                                 "require_signature": False, "manifest": manifest})
