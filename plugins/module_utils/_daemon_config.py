@@ -21,6 +21,8 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir
+
 try:  # grp/pwd exist on every POSIX host this module supports; guard for sanity's import test
     import grp
     import pwd
@@ -609,18 +611,6 @@ def make_backup(path):
     return dest
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def write_atomic(path, text, validator=None, config=None, mode=DEFAULT_MODE, uid=None, gid=None, backup=False):
     """Write ``text`` to ``path`` through a validated temp file; return the backup path or None.
@@ -659,7 +649,7 @@ def write_atomic(path, text, validator=None, config=None, mode=DEFAULT_MODE, uid
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return backup_file
 
 

@@ -35,6 +35,8 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir
+
 BLOCK = 1024 * 1024
 PARTIAL_DIR = ".partial"
 STATE_VERSION = 1
@@ -337,18 +339,6 @@ def _write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 class FileJob:
     """State of one file: its part file, its finished chunks and its hashing cursor."""
@@ -628,7 +618,7 @@ class Engine:
         job.close()
         os.makedirs(os.path.dirname(job.final), exist_ok=True)
         os.replace(job.part, job.final)
-        _fsync_dir(os.path.dirname(job.final))
+        fsync_dir(os.path.dirname(job.final))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(job.state_path)
 
