@@ -37,7 +37,9 @@ if [ -x .venv/bin/python ] && [ "$(cat .venv/.stamp 2>/dev/null)" = "$want" ]; t
 else
   [ -x .venv/bin/python ] || python3 -m venv .venv
   info "pip install -r requirements.txt (pinned by constraints.txt)"
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+  # This machine's pip.conf names local index folders that may not exist: pip warns once per package.
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > .venv/.stamp
 fi
 
