@@ -611,7 +611,6 @@ def make_backup(path):
     return dest
 
 
-
 def write_atomic(path, text, validator=None, config=None, mode=DEFAULT_MODE, uid=None, gid=None, backup=False):
     """Write ``text`` to ``path`` through a validated temp file; return the backup path or None.
 

@@ -339,7 +339,6 @@ def _write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
-
 class FileJob:
     """State of one file: its part file, its finished chunks and its hashing cursor."""
 
