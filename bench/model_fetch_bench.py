@@ -6,12 +6,16 @@
 1. Throttled per connection (nginx ``limit_rate``, a stand-in for a WAN/CDN): wall time until every file is on
    disk AND verified. ours (scripts/model-fetch, hashing overlapped) vs ``aria2c -x16 -s16`` then
    ``sha256sum -c`` vs ``curl`` (one stream per file) then ``sha256sum -c``. Target: ours <= 0.8 x aria2c.
-2. Unthrottled: ours in bytes/s vs the SHA-256 rate of one core. Target: >= 80 %.
+2. Unthrottled: ours in bytes/s vs the SHA-256 rate of one core. Target: >= 80 %. Ours is the wall time of
+   the whole CLI process (interpreter start, manifest, probes, transfer, hashing, fsync, rename); the rate the
+   CLI reports itself (its ``totals``, everything but interpreter start and imports) is printed beside it.
+   ``--repeat N`` runs this case N times, each followed by its own SHA-256 measurement, and prints every
+   ratio: on a shared machine one run says little.
 
 Without nginx the Python fault server (tests/unit/fixtures_fetch) serves the files, throttled by a per-block
 sleep; its numbers are only a smoke test. Tools that are missing are skipped and reported as such.
 
-    python bench/model_fetch_bench.py --total-gib 2 --files 8 --limit-rate 50m
+    python bench/model_fetch_bench.py --total-gib 2 --files 8 --limit-rate 50m --repeat 3
 """
 
 import argparse
@@ -134,10 +138,14 @@ def sha_check(dest, manifest):
 
 
 def run_ours(url, dest, manifest_path, connections, files):
+    """Run scripts/model-fetch; return (wall seconds of the process, the totals it reported)."""
     shutil.rmtree(dest, ignore_errors=True)
-    return timed([sys.executable, os.path.join(REPO, "scripts", "model-fetch"), "--dest", dest, "--source", url,
-                  "--manifest", manifest_path, "--allow-unsigned", "--quiet", "--connections", str(connections),
-                  "--parallel-files", str(files)])
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "model-fetch"), "--dest", dest, "--source",
+                          url, "--manifest", manifest_path, "--allow-unsigned", "--quiet", "--connections",
+                          str(connections), "--parallel-files", str(files)],
+                         check=True, stdout=subprocess.PIPE).stdout
+    return time.monotonic() - t0, json.loads(out)["totals"]
 
 
 def run_aria2(url, dest, manifest):
@@ -172,6 +180,8 @@ def main():
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "model-fetch-bench"))
     p.add_argument("--server", choices=("auto", "nginx", "python"), default="auto")
     p.add_argument("--skip", action="append", default=[], choices=("aria2c", "curl", "throttled", "unthrottled"))
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of the unthrottled case, each followed by its own SHA-256 rate; the median is reported")
     a = p.parse_args()
     total = int(a.total_gib * 1024 ** 3)
     root = os.path.join(a.work, "www")
@@ -184,7 +194,7 @@ def main():
               "limit_rate": a.limit_rate, "cpus": os.cpu_count()}
     try:
         if "throttled" not in a.skip:
-            report["ours_throttled_s"] = run_ours(server.slow, dest, manifest_path, a.connections, a.files)
+            report["ours_throttled_s"] = run_ours(server.slow, dest, manifest_path, a.connections, a.files)[0]
             if "aria2c" not in a.skip and shutil.which("aria2c"):
                 report["aria2c_throttled_s"] = run_aria2(server.slow, dest, manifest)
                 report["ratio_ours_vs_aria2c"] = report["ours_throttled_s"] / report["aria2c_throttled_s"]
@@ -192,10 +202,21 @@ def main():
                 report["curl_throttled_s"] = run_curl(server.slow, dest, manifest)
                 report["ratio_ours_vs_curl"] = report["ours_throttled_s"] / report["curl_throttled_s"]
         if "unthrottled" not in a.skip:
-            secs = run_ours(server.fast, dest, manifest_path, min(a.connections, 8), a.files)
-            report["ours_unthrottled_Bps"] = total / secs
-            report["sha256_one_core_Bps"] = sha256_core_rate()
-            report["ratio_ours_vs_sha256_core"] = report["ours_unthrottled_Bps"] / report["sha256_one_core_Bps"]
+            runs = []
+            for _n in range(max(1, a.repeat)):
+                secs, totals = run_ours(server.fast, dest, manifest_path, min(a.connections, 8), a.files)
+                core = sha256_core_rate()
+                runs.append({"ours_Bps": total / secs, "ours_reported_Bps": totals["throughput"],
+                             "sha256_one_core_Bps": core, "ratio": total / secs / core,
+                             "ratio_reported": totals["throughput"] / core})
+            mid = sorted(runs, key=lambda r: r["ratio"])[(len(runs) - 1) // 2]  # the median run (lower middle)
+            report["ours_unthrottled_Bps"] = mid["ours_Bps"]
+            report["ours_unthrottled_reported_Bps"] = mid["ours_reported_Bps"]
+            report["sha256_one_core_Bps"] = mid["sha256_one_core_Bps"]
+            report["ratio_ours_vs_sha256_core"] = mid["ratio"]
+            report["ratio_reported_vs_sha256_core"] = mid["ratio_reported"]
+            report["ratios_all_runs"] = ", ".join("%.2f (reported %.2f)" % (r["ratio"], r["ratio_reported"])
+                                                  for r in runs)
     finally:
         server.close()
         shutil.rmtree(dest, ignore_errors=True)

@@ -18,6 +18,14 @@ cache, so there is no second disk read) and feeds it to SHA-256, then moves to `
 is bounded by the read block size, not the chunk size. A resumed file hashes its already-finished
 prefix exactly once, as the cursor walks over it. A server that ignores ``Range`` is read as one
 stream that is written and hashed inline.
+
+Drop-behind: once the cursor has hashed a chunk nothing reads it again, so the cursor starts its
+writeback at once and, a few chunks later, drops its (by then clean) pages from the page cache
+(``posix_fadvise(DONTNEED)``, which never drops a dirty page). The final ``fsync`` then has little left
+to write instead of the whole file, the page cache a download occupies stays bounded by the chunks in
+flight instead of growing with the model (no reclaim storm on a host fetching hundreds of GB), and the
+kernel reuses the same pages for the next chunks instead of touching new memory. The cost: a placed
+model is not left in the page cache, so whatever loads it next reads it from disk.
 """
 
 from __future__ import annotations
@@ -325,6 +333,23 @@ def _buffer():
     return view
 
 
+# Chunks the cursor keeps in the page cache after hashing them before dropping them: their writeback
+# (started when they were hashed) has had that long to finish, and a page still under writeback is
+# simply left in place.
+DROP_LAG = 2
+
+
+def _drop_behind(fd, offset, length):
+    """Start writeback of ``[offset, offset + length)`` and drop its pages that are already clean.
+
+    A hint only: dirty pages are never dropped (so no byte is lost), and where the call is missing or
+    refused nothing changes but memory use.
+    """
+    if length > 0 and hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 def _pwrite_all(fd, data, offset):
     while len(data):
         n = os.pwrite(fd, data, offset)
@@ -571,6 +596,9 @@ class Engine:
                     raise RangeFault("the part file %s is shorter than expected" % job.part)
                 digest.update(view[:n])
                 pos += n
+            # start this chunk's writeback; drop the chunks before it that are written back by now
+            lag_start = job.span(max(0, cursor - DROP_LAG))[0]
+            _drop_behind(job.fd, lag_start, end - lag_start + 1)
             cursor += 1
         stop.set()
         for t in threads:
@@ -595,7 +623,7 @@ class Engine:
             if _is_html(resp):
                 raise RangeFault("served an HTML page instead of the file")
             digest = hashlib.sha256()
-            pos = 0
+            pos = dropped = 0
             while pos < job.size:
                 block = resp.read(min(BLOCK, job.size - pos))
                 if not block:
@@ -605,6 +633,10 @@ class Engine:
                 digest.update(block)
                 pos += len(block)
                 count(len(block))
+                if pos - dropped >= job.chunk_size:  # the same drop-behind as the ranged cursor
+                    lag_start = max(0, dropped - DROP_LAG * job.chunk_size)
+                    _drop_behind(job.fd, lag_start, pos - lag_start)
+                    dropped = pos
         except (OSError, http.client.HTTPException) as exc:
             raise RangeFault("transfer failed: %s" % exc) from exc
         finally:
@@ -614,6 +646,7 @@ class Engine:
     def _place(self, job):
         os.fchmod(job.fd, 0o644)  # 0600 while partial; model files are readable by the serving user once placed
         os.fsync(job.fd)
+        _drop_behind(job.fd, 0, job.size)  # all clean now: the cursor's last chunks leave the page cache too
         job.close()
         os.makedirs(os.path.dirname(job.final), exist_ok=True)
         os.replace(job.part, job.final)

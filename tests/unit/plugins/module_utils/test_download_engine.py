@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
+    DROP_LAG,
     Engine,
     FetchError,
     Options,
@@ -290,6 +291,59 @@ def test_resume_after_sigkill(tmp_path):
     # in all, at most the chunks that were in flight at the kill were transferred twice
     assert first + second <= size + connections * CHUNK + 2
     assert (dest / "w.bin").read_bytes() == data
+
+
+def _record_fadvise(monkeypatch, fail=False):
+    """Record (fd, offset, length, advice) of every os.posix_fadvise call; optionally refuse them all."""
+    calls = []
+
+    def fadvise(fd, offset, length, advice):
+        calls.append((offset, length, advice))
+        if fail:
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    return calls
+
+
+def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
+    """Each hashed chunk starts its writeback at once; chunks DROP_LAG behind the cursor are dropped."""
+    calls = _record_fadvise(monkeypatch)
+    src = tmp_path / "src"
+    src.mkdir()
+    nchunks = 12
+    data = os.urandom(nchunks * CHUNK - 5)  # a short last chunk
+    (src / "w.bin").write_bytes(data)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(make_unsigned(str(src))))
+    dest = tmp_path / "dest"
+    with FaultServer(str(src)) as srv:
+        run(dest, [{"url": srv.url}], str(manifest))
+    assert (dest / "w.bin").read_bytes() == data
+    assert {c[2] for c in calls} == {os.POSIX_FADV_DONTNEED}
+    ranges = [(off, off + length) for off, length, _advice in calls]
+    # one call per hashed chunk, reaching from DROP_LAG chunks back to the end of that chunk
+    for i in range(nchunks):
+        end = min(len(data), (i + 1) * CHUNK)
+        assert (max(0, i - DROP_LAG) * CHUNK, end) in ranges
+    assert ranges[-1] == (0, len(data))  # after the fsync: the whole (now clean) file
+    assert all(hi <= len(data) for _lo, hi in ranges)
+
+
+@pytest.mark.parametrize("mode", ["refused", "missing"])
+def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode):
+    """posix_fadvise is a hint: refused (an FS without it) or absent (not Linux), the fetch is the same."""
+    if mode == "refused":
+        _record_fadvise(monkeypatch, fail=True)
+    else:
+        monkeypatch.delattr(os, "posix_fadvise", raising=False)
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    with FaultServer(str(src)) as srv:
+        srv.faults.ignore_range.add("model-00001.safetensors")  # the one-stream path drops behind too
+        res = run(dest, [{"url": srv.url}], manifest)
+    assert res["totals"]["fetched"] == 4
+    assert_same(dest, files)
 
 
 def test_rate_limit_caps_throughput(tmp_path):
