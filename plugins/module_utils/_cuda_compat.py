@@ -22,6 +22,7 @@ MIN_DRIVER = {
     (12, 6): "560.28.03",
     (12, 8): "570.26",
     (12, 9): "575.51.03",
+    (13, 0): "580.65.06",
 }
 
 # CUDA major -> the oldest driver that runs any release of that major through minor-version
@@ -29,6 +30,7 @@ MIN_DRIVER = {
 MINOR_COMPAT_FLOOR = {
     11: "450.80.02",
     12: "525.60.13",
+    13: "580.65.06",
 }
 
 _CUDA_RE = re.compile(r"^\s*(?:cuda\s*)?v?(\d+)(?:\.(\d+))?(?:\.(\d+))?\s*$", re.IGNORECASE)

@@ -30,6 +30,9 @@ def test_cuda_min_driver(cuda, allow, expected):
         ("570.26", "12.9", True, True),
         ("450.80.02", "11.8", True, True),
         ("450.80.01", "11.8", True, False),
+        ("580.65.06", "13.0", False, True),
+        ("575.51.03", "13.0", False, False),
+        ("575.51.03", "13.0", True, False),  # minor-version compatibility never crosses a CUDA major
     ],
 )
 def test_cuda_driver_ok(driver, cuda, allow, expected):
@@ -40,7 +43,7 @@ def test_cuda_driver_ok(driver, cuda, allow, expected):
     ("call", "match"),
     [
         (lambda: cuda_min_driver("12.3"), r"^cuda_min_driver: CUDA 12\.3 is not a known CUDA release"),
-        (lambda: cuda_driver_ok("535.54.03", "13.0"), r"^cuda_driver_ok: CUDA 13\.0 is not a known CUDA release"),
+        (lambda: cuda_driver_ok("535.54.03", "14.0"), r"^cuda_driver_ok: CUDA 14\.0 is not a known CUDA release"),
         (lambda: cuda_driver_ok("latest", "11.8"), r"^cuda_driver_ok: driver version 'latest' is not a dotted number"),
         (lambda: cuda_min_driver("eleven"), r"^cuda_min_driver: CUDA version 'eleven' is not of the form"),
     ],

@@ -23,6 +23,7 @@ TABLE = [
     ("12.6", "560.28.03"),
     ("12.8", "570.26"),
     ("12.9", "575.51.03"),
+    ("13.0", "580.65.06"),  # PyPI's default torch 2.13.0 wheel is a CUDA 13.0 build
 ]
 
 
@@ -61,7 +62,7 @@ def test_parse_cuda_version_rejects(value):
         parse_cuda_version(value)
 
 
-@pytest.mark.parametrize("cuda", ["11.7", "12.3", "12.5", "12.7", "13.0", "10.2", "12.10"])
+@pytest.mark.parametrize("cuda", ["11.7", "12.3", "12.5", "12.7", "13.1", "14.0", "10.2", "12.10"])
 def test_unknown_release_is_an_error_not_a_guess(cuda):
     with pytest.raises(CudaCompatError, match=r"not a known CUDA release \(known: 11\.8, 12\.0,"):
         min_driver_for_cuda(cuda)
