@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The lab end to end: from bare hosts, lab.yml twice; the first run must not fail, the second must
-# change nothing. Uses tests/e2e (its own lab) unless E2E_INVENTORY says otherwise.
+# change nothing; then tests/e2e (pytest) checks the serving fleet with the official openai client, the
+# pinned digest, the read-only weights and their signature. Uses tests/e2e (its own lab) unless
+# E2E_INVENTORY says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -33,6 +35,9 @@ for run in 1 2; do
   if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
 done
 info "second run changed nothing"
+
+step "e2e: the serving fleet (pytest tests/e2e)"
+E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e || die "the serving fleet failed its checks (above)"
 
 step "e2e: remove the e2e lab"
 ansible-playbook -i "$inventory" playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }

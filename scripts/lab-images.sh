@@ -3,7 +3,8 @@
 # files it is made from change. Prints the tags it made or reused.
 #   autoglm/debian:12-<hash>    debootstrap + docker import (containers/debian-base/)
 #   autoglm/lab-host:<hash>     the lab host, FROM the base (containers/lab-host/)
-# Both are also tagged :12 / :latest so that molecule and the lab inventory can name them.
+#   autoglm/lab-mirror:<hash>   the lab's model mirror (nginx), FROM the base (containers/lab-mirror/)
+# Each is also tagged :12 / :latest so that molecule and the lab inventory can name them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -48,3 +49,15 @@ else
   info "lab host image $lab: built"
 fi
 docker tag "$lab" autoglm/lab-host:latest
+
+mirror_hash=$(recipe_hash containers/lab-mirror "$base_hash")
+mirror="autoglm/lab-mirror:${mirror_hash}"
+if have_image "$mirror"; then
+  info "lab mirror image $mirror: cached"
+else
+  info "lab mirror image $mirror: building (nginx from Debian)"
+  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" \
+    --label "autoglm.recipe=${mirror_hash}" -t "$mirror" containers/lab-mirror > /dev/null
+  info "lab mirror image $mirror: built"
+fi
+docker tag "$mirror" autoglm/lab-mirror:latest

@@ -3,7 +3,8 @@
 # every step checks what is already there and does only what is missing.
 #   1. Debian packages (the Docker engine among them), 2. a running Docker engine,
 #   3. the controller venv (.venv) from requirements.txt + constraints.txt,
-#   4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse.
+#   4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse,
+#   7. the lab's signed tiny model and the model server's build context archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -51,3 +52,8 @@ scripts/lab-images.sh
 
 step "Wheelhouse for the managed hosts' runtime venv"
 .venv/bin/ansible-playbook playbooks/wheelhouse.yml
+
+step "Lab model (made and signed here) and the model server's build context"
+scripts/lab-model.sh 2>/dev/null
+VARIANT=cpu containers/model-server/build.sh --context-archive .cache/model-server/context-cpu.tar >/dev/null
+info "build context: .cache/model-server/context-cpu.tar"

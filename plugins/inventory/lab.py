@@ -9,6 +9,8 @@ short_description: The local lab fleet of autoglm.fleet, sized by a variable
 description:
   - Describes the lab fleet that C(playbooks/lab.yml) runs as containers on the controller, with one or more
     registry hosts and a number of GPU-group hosts (no GPU, CPU mode), the first of which form the C(canary) group.
+    The first registry host is also the C(model_build) host, which builds and publishes the model server image.
+  - Sets C(lab_mirror_name) and C(lab_mirror_address) for the lab's model mirror (an nginx container at .250).
   - Every host is reached with the C(community.docker.docker_api) connection, by its container name, and gets
     a fixed address on the lab's private Docker network.
   - The source file must end in C(autoglm_lab.yml) or C(autoglm_lab.yaml).
@@ -67,6 +69,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 
 REGISTRY_OFFSET = 10
 GPU_OFFSET = 20
+MIRROR_OFFSET = 250
 
 
 class InventoryModule(BaseInventoryPlugin):
@@ -96,15 +99,18 @@ class InventoryModule(BaseInventoryPlugin):
         if not 0 <= canary <= gpu:
             raise AnsibleParserError("autoglm.fleet.lab: canary_hosts must be between 0 and gpu_hosts (%d)" % gpu)
 
-        for group in ("lab", "registry", "gpu_hosts", "canary"):
+        for group in ("lab", "registry", "gpu_hosts", "canary", "model_build"):
             self.inventory.add_group(group)
         self.inventory.add_child("all", "lab")
         self.inventory.add_child("lab", "registry")
         self.inventory.add_child("lab", "gpu_hosts")
         self.inventory.add_child("gpu_hosts", "canary")
+        self.inventory.add_child("lab", "model_build")
         self.inventory.set_variable("lab", "lab_network_name", self.get_option("network_name"))
         self.inventory.set_variable("lab", "lab_network_subnet", str(net))
         self.inventory.set_variable("lab", "lab_network_gateway", str(net.network_address + 1))
+        self.inventory.set_variable("lab", "lab_mirror_name", "%s-mirror" % prefix)
+        self.inventory.set_variable("lab", "lab_mirror_address", str(net.network_address + MIRROR_OFFSET))
 
         hosts = [("registry", "%s-registry-%d" % (prefix, i), REGISTRY_OFFSET + i - 1) for i in range(1, registry + 1)]
         hosts += [("gpu_hosts", "%s-gpu-%d" % (prefix, i), GPU_OFFSET + i - 1) for i in range(1, gpu + 1)]
@@ -114,3 +120,5 @@ class InventoryModule(BaseInventoryPlugin):
             self.inventory.set_variable(name, "ansible_connection", "community.docker.docker_api")
             self.inventory.set_variable(name, "ansible_host", name)
             self.inventory.set_variable(name, "lab_address", str(net.network_address + offset))
+            if index == 0:
+                self.inventory.add_host(name, group="model_build")

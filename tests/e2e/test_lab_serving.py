@@ -1,0 +1,132 @@
+"""The lab end to end, after `playbooks/lab.yml` has run on it (scripts/lab-e2e.sh runs these).
+
+Real parts only: the official `openai` client talks to the model server on every GPU-group host over the
+lab network; `docker` on the controller execs into the lab hosts to read what their engines run; the
+weights are copied back and checked with OpenSSF model-signing's own CLI against the lab's public key.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
+CONTAINER = "autoglm-model-server"
+STATE_DIR = "/opt/autoglm/state"
+
+
+def _inventory():
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", INVENTORY, "--list"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    )
+    return json.loads(out.stdout)
+
+
+INV = _inventory()
+GPU_HOSTS = sorted(
+    set(INV["canary"].get("hosts", [])) | set(INV["gpu_hosts"].get("hosts", []))
+)
+BUILD_HOST = INV["model_build"]["hosts"][0]
+
+
+def host_var(host, name):
+    value = INV["_meta"]["hostvars"][host][name]
+    # ansible-inventory marks values from inventory plugins as unsafe: {"__ansible_unsafe": "..."}.
+    return value["__ansible_unsafe"] if isinstance(value, dict) and "__ansible_unsafe" in value else value
+
+
+def on_host(host, *argv):
+    """Run argv inside a lab host; return stdout."""
+    out = subprocess.run(["docker", "exec", host, *argv], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def state(host, name):
+    return json.loads(on_host(host, "cat", "%s/%s.json" % (STATE_DIR, name)))
+
+
+@pytest.fixture(scope="module")
+def published():
+    record = state(BUILD_HOST, "model_image")
+    assert record["digest"].startswith("sha256:") and len(record["digest"]) == 71
+    return record
+
+
+def test_the_lab_has_two_or_more_serving_hosts():
+    assert len(GPU_HOSTS) >= 2, GPU_HOSTS
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
+def test_openai_client_gets_a_completion_and_a_chat_answer(host):
+    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key="unused", timeout=60)
+    models = [m.id for m in client.models.list().data]
+    assert models == ["tiny"]
+    completion = client.completions.create(model="tiny", prompt="Hello", max_tokens=8, temperature=0)
+    assert completion.choices[0].text
+    assert completion.usage.completion_tokens >= 1
+    chat = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0
+    )
+    assert chat.choices[0].message.role == "assistant"
+    assert chat.usage.total_tokens > chat.usage.completion_tokens
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
+def test_the_running_container_uses_the_published_digest(host, published):
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    assert inspect["Config"]["Image"] == published["reference"]
+    assert inspect["State"]["Health"]["Status"] == "healthy"
+    image = json.loads(on_host(host, "docker", "image", "inspect", inspect["Image"]))[0]
+    assert published["reference"] in image["RepoDigests"]
+    assert image["Id"] == published["image_id"]
+    deployed = state(host, "model_serve")["current"]
+    assert deployed["digest"] == published["digest"]
+    assert deployed["pinned"] is True
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
+def test_the_weights_are_mounted_read_only(host):
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    mounts = [m for m in inspect["Mounts"] if m["Destination"] == "/models"]
+    assert len(mounts) == 1 and mounts[0]["RW"] is False, mounts
+    probe = subprocess.run(
+        ["docker", "exec", host, "docker", "exec", CONTAINER, "touch", "/models/written-by-the-test"],
+        capture_output=True, text=True, check=False,
+    )
+    assert probe.returncode != 0
+    assert "Read-only file system" in probe.stderr
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
+def test_the_served_weights_match_the_signature(host, tmp_path):
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    source = next(m["Source"] for m in inspect["Mounts"] if m["Destination"] == "/models")
+    copy = tmp_path / "weights"
+    subprocess.run(["docker", "cp", "%s:%s" % (host, source), str(copy)], check=True)
+    shutil.move(copy / "model.sig", tmp_path / "model.sig")
+    verify = subprocess.run(
+        [str(ROOT / ".venv/bin/model_signing"), "verify", "key", str(copy),
+         "--signature", str(tmp_path / "model.sig"),
+         "--public_key", str(ROOT / ".cache/lab-model/keys/model.pub")],
+        capture_output=True, text=True, check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The same check fails on one flipped byte: the verification above is not vacuous.
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    tampered = subprocess.run(
+        [str(ROOT / ".venv/bin/model_signing"), "verify", "key", str(copy),
+         "--signature", str(tmp_path / "model.sig"),
+         "--public_key", str(ROOT / ".cache/lab-model/keys/model.pub")],
+        capture_output=True, text=True, check=False,
+    )
+    assert tampered.returncode != 0
