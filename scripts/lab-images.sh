@@ -38,26 +38,21 @@ SOURCES
 fi
 docker tag "$base" autoglm/debian:12
 
-lab_hash=$(recipe_hash containers/lab-host "$base_hash")
-lab="autoglm/lab-host:${lab_hash}"
-if have_image "$lab"; then
-  info "lab host image $lab: cached"
-else
-  info "lab host image $lab: building (apt-get inside, a few minutes)"
-  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" \
-    --label "autoglm.recipe=${lab_hash}" -t "$lab" containers/lab-host > /dev/null
-  info "lab host image $lab: built"
-fi
-docker tag "$lab" autoglm/lab-host:latest
+# An image FROM the base, built from containers/<name>/ and cached by its recipe (and the base's), tagged :latest.
+build_on_base() {
+  local name=$1 what=$2 hash image
+  hash=$(recipe_hash "containers/$name" "$base_hash")
+  image="autoglm/$name:$hash"
+  if have_image "$image"; then
+    info "$name image $image: cached"
+  else
+    info "$name image $image: building ($what)"
+    DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" \
+      --label "autoglm.recipe=${hash}" -t "$image" "containers/$name" > /dev/null
+    info "$name image $image: built"
+  fi
+  docker tag "$image" "autoglm/$name:latest"
+}
 
-mirror_hash=$(recipe_hash containers/lab-mirror "$base_hash")
-mirror="autoglm/lab-mirror:${mirror_hash}"
-if have_image "$mirror"; then
-  info "lab mirror image $mirror: cached"
-else
-  info "lab mirror image $mirror: building (nginx from Debian)"
-  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" \
-    --label "autoglm.recipe=${mirror_hash}" -t "$mirror" containers/lab-mirror > /dev/null
-  info "lab mirror image $mirror: built"
-fi
-docker tag "$mirror" autoglm/lab-mirror:latest
+build_on_base lab-host "apt-get inside, a few minutes"
+build_on_base lab-mirror "nginx from Debian"
