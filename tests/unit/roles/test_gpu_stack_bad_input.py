@@ -10,13 +10,7 @@ gates, in check mode too); every case fails in argument validation or preflight,
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 
 FAKE_FACTS_MODULE = textwrap.dedent(
     '''
@@ -85,33 +79,21 @@ def _playbook(results):
     return [{"name": "Bad input", "hosts": "all", "gather_facts": False, "vars": {"_messages": {}}, "tasks": tasks}]
 
 
-def _run(tmp_path):
+def _run(tmp_path, ansible_playbook):
     library = tmp_path / "library"
     library.mkdir()
     (library / "fake_os_facts.py").write_text(FAKE_FACTS_MODULE.lstrip())
     results = tmp_path / "messages.json"
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps(_playbook(results)))
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\ncollections_path = %s\nlibrary = %s\n" % (COLLECTIONS, library))
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(config),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    proc = subprocess.run(
-        [ansible_playbook, "--check", "-i", "gpu-host-under-test,", "-e", "ansible_connection=local", str(playbook)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
-    )
+    proc = ansible_playbook(playbook, "--check", "-i", "gpu-host-under-test,", "-e", "ansible_connection=local",
+                            config="library = %s\n" % library)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return json.loads(results.read_text())
 
 
-def test_bad_input_fails_before_any_change(tmp_path):
-    msgs = _run(tmp_path)
+def test_bad_input_fails_before_any_change(tmp_path, ansible_playbook):
+    msgs = _run(tmp_path, ansible_playbook)
     assert sorted(msgs) == sorted(case[0] for case in CASES), msgs
 
     # Unsupported OS: each role names the OS and lists the supported ones.

@@ -166,24 +166,12 @@ PLAYBOOK = """
 """
 
 
-def test_playbook_end_to_end(tmp_path):
+def test_playbook_end_to_end(tmp_path, ansible_playbook):
     (tmp_path / "pynvml.py").write_text(FAKE_PYNVML)
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAYBOOK.format(fake_dir=tmp_path))
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\ncollections_path = %s\nstdout_callback = ansible.builtin.json\n" % COLLECTIONS)
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(config),
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    proc = subprocess.run(
-        [ansible_playbook, "-i", "localhost,", str(playbook)], capture_output=True, text=True, env=env,
-        cwd=ROOT, timeout=120, check=False,
-    )
+    proc = ansible_playbook(playbook, "-i", "localhost,", config="stdout_callback = ansible.builtin.json\n",
+                            timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = json.loads(proc.stdout)
     report = out["plays"][0]["tasks"][-1]["hosts"]["localhost"]["report"]
