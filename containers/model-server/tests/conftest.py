@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-SRC = Path(__file__).resolve().parents[4] / "containers" / "model-server" / "src"
+SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 

@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = pytest.mark.image
 HERE = Path(__file__).resolve()
-BUILD = HERE.parents[4] / "containers" / "model-server" / "build.sh"
+BUILD = HERE.parents[1] / "build.sh"
 
 
 def docker(*args: str, timeout: float = 120) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-SRC = Path(__file__).resolve().parents[4] / "containers" / "model-server" / "src"
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_sigterm_finishes_in_flight_requests(tiny_model, tmp_path, metric_value):
