@@ -253,7 +253,7 @@ def test_default_max_tokens(server):
 
 def test_liveness_fails_when_the_engine_dies(tmp_path):
     # An empty model directory: loading fails, the generation loop ends, live and ready turn 503.
-    settings = load_settings(env={}, model_dir=str(tmp_path))
+    settings = load_settings(env={}, host="127.0.0.1", model_dir=str(tmp_path))
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 30
         while client.get("/health/live").status_code == 200:

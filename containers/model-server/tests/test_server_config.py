@@ -9,8 +9,16 @@ from autoglm_server.config import ConfigError, load_settings
 
 
 def test_defaults_and_env(tmp_path):
-    s = load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_MAX_BATCH_SIZE": "4", "AUTOGLM_WARMUP": "no"})
+    s = load_settings(
+        env={
+            "AUTOGLM_MODEL_DIR": str(tmp_path),
+            "AUTOGLM_MAX_BATCH_SIZE": "4",
+            "AUTOGLM_WARMUP": "no",
+            "AUTOGLM_HOST": "127.0.0.1",
+        }
+    )
     assert s.max_batch_size == 4
+    assert (s.max_images_per_request, s.max_pixels, s.chat_template_content_format) == (10, 5_000_000, "openai")
     assert s.warmup is False
     assert s.port == 8000
     assert s.model_name == tmp_path.name
@@ -18,7 +26,13 @@ def test_defaults_and_env(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_file_then_env_wins(tmp_path, suffix):
-    values = {"model_dir": str(tmp_path), "max_waiting": 7, "served_model_name": "from-file", "port": 9000}
+    values = {
+        "model_dir": str(tmp_path),
+        "max_waiting": 7,
+        "served_model_name": "from-file",
+        "port": 9000,
+        "allow_no_auth": True,
+    }
     path = tmp_path / f"server{suffix}"
     if suffix == ".json":
         path.write_text(json.dumps(values))
@@ -49,6 +63,14 @@ def test_api_key_file(tmp_path):
         ({"AUTOGLM_QUANTIZATION": "int8", "AUTOGLM_DEVICE": "cuda"}, "CPU only"),
         ({"AUTOGLM_API_KEY_FILE": "/nonexistent/key"}, "AUTOGLM_API_KEY_FILE"),
         ({"AUTOGLM_CONFIG": "/nonexistent/server.toml"}, "Cannot read config file"),
+        ({"AUTOGLM_MAX_PIXELS": "60000000"}, "max_pixels (60000000) must not exceed max_image_pixels"),
+        ({"AUTOGLM_ALLOWED_IMAGE_HOSTS": "cdn.example,http://x/"}, "allowed_image_hosts must list host names"),
+        (
+            {"AUTOGLM_CHAT_TEMPLATE_CONTENT_FORMAT": "auto"},
+            "chat_template_content_format must be one of openai, string",
+        ),
+        ({"AUTOGLM_MAX_REQUEST_BYTES": "0"}, "max_request_bytes must be at least 1"),
+        ({"AUTOGLM_MAX_IMAGES_PER_REQUEST": "-1"}, "max_images_per_request must not be negative"),
     ],
 )
 def test_invalid(tmp_path, env, fragment):
@@ -69,3 +91,26 @@ def test_invalid_file(tmp_path, content, fragment):
     with pytest.raises(ConfigError) as info:
         load_settings(env={"AUTOGLM_CONFIG": str(path)})
     assert fragment in str(info.value)
+
+
+def test_no_api_key_is_refused_off_loopback(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path)})
+    message = str(info.value)
+    assert "no API key" in message and "AUTOGLM_API_KEY_FILE" in message and "AUTOGLM_ALLOW_NO_AUTH=true" in message
+    open_server = load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_ALLOW_NO_AUTH": "true"})
+    assert open_server.host == "0.0.0.0" and not open_server.api_key  # noqa: S104 (the default it reports)
+    assert load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_HOST": "127.0.0.1"}).host == "127.0.0.1"
+    keyed = load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_API_KEY": "k"})
+    assert keyed.api_key == "k"
+
+
+def test_allowed_image_hosts_are_parsed(tmp_path):
+    s = load_settings(
+        env={
+            "AUTOGLM_MODEL_DIR": str(tmp_path),
+            "AUTOGLM_HOST": "::1",
+            "AUTOGLM_ALLOWED_IMAGE_HOSTS": " CDN.example , 10.0.0.5",
+        }
+    )
+    assert s.image_hosts == ["cdn.example", "10.0.0.5"]

@@ -22,9 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .config import Settings
-from .engine import Engine, EngineUnavailable, GenRequest, QueueFull
+from .engine import Engine, EngineUnavailable, GenRequest, InputError, Prepared, QueueFull
 from .metrics import Metrics
 from .protocol import (
+    IGNORED_FIELDS,
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
@@ -41,8 +42,22 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid body or parameters."},
     401: {"model": ErrorResponse, "description": "Missing or wrong API key (when one is configured)."},
     404: {"model": ErrorResponse, "description": "Unknown model."},
+    413: {"model": ErrorResponse, "description": "The request body is larger than max_request_bytes."},
     429: {"model": ErrorResponse, "description": "The waiting queue is full; retry after Retry-After seconds."},
     503: {"model": ErrorResponse, "description": "Not ready (loading or warming up) or draining."},
+    504: {"model": ErrorResponse, "description": "No answer within request_timeout seconds."},
+}
+# Fields that change what is generated and that this server does not implement: refused by name (400).
+UNSUPPORTED_FIELDS = {
+    "logit_bias": "logit_bias is not supported",
+    "top_logprobs": "top_logprobs is not supported",
+    "response_format": "response_format (JSON mode, structured outputs) is not supported",
+    "tools": "tools (function calling) are not supported",
+    "tool_choice": "tool_choice is not supported",
+    "functions": "functions (function calling) are not supported",
+    "function_call": "function_call is not supported",
+    "best_of": "best_of is not supported",
+    "suffix": "suffix is not supported",
 }
 GENERATION_ENDPOINTS = ("/v1/completions", "/v1/chat/completions")
 
@@ -65,6 +80,69 @@ class APIError(Exception):
 def error_response(exc: APIError) -> JSONResponse:
     body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 before reading more than ``limit`` bytes of a request body (by Content-Length, or by counting
+    a chunked body as it arrives)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _too_large(self) -> JSONResponse:
+        return error_response(
+            APIError(
+                413,
+                f"The request body is larger than this server accepts ({self.limit} bytes, setting "
+                "max_request_bytes). Send fewer or smaller images.",
+                param=None,
+                code="request_too_large",
+            )
+        )
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    await self._too_large()(scope, receive, send)
+                    return
+            if name == b"transfer-encoding" and b"chunked" in value.lower():
+                break
+        else:
+            await self.app(scope, receive, send)  # a declared length within the limit
+            return
+        # A chunked body: read it here, counting, and answer 413 as soon as it passes the limit.
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class RequestMetricsMiddleware:
@@ -109,7 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="autoglm model server",
         version=__version__,
-        description="OpenAI-compatible text generation with continuous batching.",
+        description="OpenAI-compatible text and vision-language generation with continuous batching.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -182,13 +260,58 @@ def create_app(settings: Settings) -> FastAPI:
     def stop_list(stop: str | list[str] | None) -> list[str]:
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if len(stops) > settings.max_stop_sequences:
-            raise APIError(400, f"stop: at most {settings.max_stop_sequences} sequences are allowed.", param="stop")
+            raise APIError(
+                400,
+                f"stop: at most {settings.max_stop_sequences} sequences are allowed (setting max_stop_sequences).",
+                param="stop",
+            )
         if any(s == "" for s in stops):
             raise APIError(400, "stop: stop sequences must not be empty strings.", param="stop")
+        if any(len(s) > settings.max_stop_length for s in stops):
+            raise APIError(
+                400,
+                f"stop: each stop sequence may have at most {settings.max_stop_length} characters "
+                "(setting max_stop_length).",
+                param="stop",
+            )
         return stops
 
-    def check_context(prompt_len: int, max_tokens: int | None, param: str) -> int:
+    def engine_error(event: tuple) -> APIError:
+        status = event[2] if len(event) > 2 else 500
+        if status == 504:
+            return APIError(504, event[1], "timeout_error", code="timeout")
+        if status < 500:
+            return APIError(status, event[1], code="invalid_input")
+        return APIError(status, event[1], "server_error", code="engine_error")
+
+    def refuse_unsupported(body: Any) -> None:
+        """400 for a field that would change the output and that this server does not implement."""
+        for name in sorted(body.model_extra or {}):
+            if name in IGNORED_FIELDS:
+                continue
+            reason = UNSUPPORTED_FIELDS.get(name, f"{name} is not a field this server knows")
+            raise APIError(
+                400, f"{reason}: remove {name!r} from the request (it would change the output).", param=name
+            )
+
+    async def prepare(fn: Any, *args: Any) -> Prepared:
+        """Tokenize / render / decode images on the preprocessing threads, never on the event loop."""
+        try:
+            return await loop_run(fn, *args)
+        except InputError as exc:
+            raise APIError(exc.status, str(exc), param=exc.param, code="invalid_input") from None
+
+    async def loop_run(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(engine.pool, fn, *args)
+
+    def check_context(prep: Prepared, max_tokens: int | None, param: str) -> int:
         limit = engine.max_model_len
+        prompt_len = len(prep.prompt_ids)
+        images = (
+            f", {prep.image_tokens} of them for {prep.images} image{'s' if prep.images != 1 else ''}"
+            if prep.images
+            else ""
+        )
         if prompt_len < 1:
             raise APIError(400, "The prompt is empty: send at least one token of text.", param="prompt")
         if max_tokens is None:
@@ -196,8 +319,8 @@ def create_app(settings: Settings) -> FastAPI:
             if max_tokens < 1:
                 raise APIError(
                     400,
-                    f"This model's maximum context length is {limit} tokens and the prompt has {prompt_len}; "
-                    "shorten the prompt.",
+                    f"This model's maximum context length is {limit} tokens and the prompt has {prompt_len}{images}; "
+                    "shorten the prompt" + (" or send fewer or smaller images." if images else "."),
                     param="messages",
                     code="context_length_exceeded",
                 )
@@ -205,8 +328,8 @@ def create_app(settings: Settings) -> FastAPI:
             raise APIError(
                 400,
                 f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} in the completion). "
-                f"Reduce the prompt or {param}.",
+                f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt{images}, {max_tokens} in the "
+                f"completion). Reduce the prompt{', the images' if images else ''} or {param}.",
                 param=param,
                 code="context_length_exceeded",
             )
@@ -214,23 +337,38 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def run(
         request_body: Any,
-        prompt_ids: list[int],
+        prep: Prepared,
         max_tokens: int,
         endpoint: str,
         render: Any,
     ) -> Response:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple] = asyncio.Queue()
+        deadline = loop.time() + settings.request_timeout
 
         def on_event(event: tuple) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
+        async def next_event() -> tuple:
+            try:
+                return await asyncio.wait_for(queue.get(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                req.cancel()
+                metrics.errors.labels(kind="timeout").inc()
+                return ("error", f"No answer within {settings.request_timeout:g} s (setting request_timeout).", 504)
+
         req = GenRequest(
-            prompt_ids=prompt_ids,
+            prompt_ids=prep.prompt_ids,
+            mm_inputs=prep.mm_inputs,
+            images=prep.images,
             max_tokens=max_tokens,
             on_event=on_event,
             temperature=request_body.temperature,
             top_p=request_body.top_p,
+            top_k=request_body.top_k,
+            frequency_penalty=request_body.frequency_penalty,
+            presence_penalty=request_body.presence_penalty,
+            repetition_penalty=request_body.repetition_penalty,
             seed=request_body.seed,
             stop=stop_list(request_body.stop),
             ignore_eos=request_body.ignore_eos,
@@ -261,7 +399,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 parts = []
                 while True:
-                    event = await queue.get()
+                    event = await next_event()
                     if event[0] == "delta":
                         parts.append(event[1])
                     elif event[0] == "finish":
@@ -269,7 +407,7 @@ def create_app(settings: Settings) -> FastAPI:
                         usage = usage_dict(prompt_tokens, completion_tokens)
                         return JSONResponse(render.full("".join(parts), reason, usage))
                     else:
-                        raise APIError(500, event[1], "server_error", code="engine_error")
+                        raise engine_error(event)
             finally:
                 done()
 
@@ -281,7 +419,7 @@ def create_app(settings: Settings) -> FastAPI:
                 if first is not None:
                     yield sse(first)
                 while True:
-                    event = await queue.get()
+                    event = await next_event()
                     if event[0] == "delta":
                         yield sse(render.chunk(event[1], None))
                     elif event[0] == "finish":
@@ -291,17 +429,10 @@ def create_app(settings: Settings) -> FastAPI:
                             yield sse(render.usage_chunk(usage_dict(prompt_tokens, completion_tokens)))
                         break
                     else:
-                        metrics.errors.labels(kind="engine_error").inc()
-                        yield sse(
-                            {
-                                "error": {
-                                    "message": event[1],
-                                    "type": "server_error",
-                                    "param": None,
-                                    "code": "engine_error",
-                                }
-                            }
-                        )
+                        exc = engine_error(event)
+                        metrics.errors.labels(kind=exc.code or "engine_error").inc()
+                        error = {"message": exc.message, "type": exc.type, "param": None, "code": exc.code}
+                        yield sse({"error": error})
                         break
                 yield "data: [DONE]\n\n"
             finally:
@@ -355,6 +486,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def completions(body: CompletionRequest) -> Response:
         check_model(body.model)
         require_ready()
+        refuse_unsupported(body)
         if body.echo:
             raise APIError(400, "echo is not supported: leave it unset or false.", param="echo")
         if body.logprobs:
@@ -365,14 +497,32 @@ def create_app(settings: Settings) -> FastAPI:
                 raise APIError(400, "prompt: send one prompt per request (a string or a list of one).", param="prompt")
             prompt = prompt[0]
         if isinstance(prompt, str):
-            ids = engine.tokenizer.encode(prompt, add_special_tokens=True)
+            check_chars(len(prompt), "prompt")
+            prep = await prepare(engine.prepare_text, prompt)
         else:
             vocab = len(engine.tokenizer)
+            if len(prompt) > engine.max_model_len:
+                raise APIError(
+                    400,
+                    f"prompt: {len(prompt)} token ids; this model's maximum context length is {engine.max_model_len}.",
+                    param="prompt",
+                    code="context_length_exceeded",
+                )
             if any(not 0 <= t < vocab for t in prompt):
                 raise APIError(400, f"prompt: token ids must be between 0 and {vocab - 1}.", param="prompt")
-            ids = list(prompt)
-        max_tokens = check_context(len(ids), body.max_tokens or settings.default_max_tokens, "max_tokens")
-        return await run(body, ids, max_tokens, "/v1/completions", Renderer("cmpl", settings.model_name, chat=False))
+            prep = Prepared(list(prompt))
+        max_tokens = check_context(prep, body.max_tokens or settings.default_max_tokens, "max_tokens")
+        return await run(body, prep, max_tokens, "/v1/completions", Renderer("cmpl", settings.model_name, chat=False))
+
+    def check_chars(count: int, param: str) -> None:
+        if count > settings.max_prompt_chars:
+            raise APIError(
+                400,
+                f"{param}: {count} characters; this server accepts at most {settings.max_prompt_chars} "
+                "characters of text per request (setting max_prompt_chars).",
+                param=param,
+                code="context_length_exceeded",
+            )
 
     @app.post(
         "/v1/chat/completions",
@@ -383,24 +533,27 @@ def create_app(settings: Settings) -> FastAPI:
     async def chat_completions(body: ChatCompletionRequest) -> Response:
         check_model(body.model)
         require_ready()
+        refuse_unsupported(body)
         if body.logprobs:
             raise APIError(400, "logprobs is not supported: leave it unset or false.", param="logprobs")
-        messages = [
-            {
-                "role": m.role,
-                "content": m.content if isinstance(m.content, str) else "".join(p.text for p in m.content),
-            }
-            for m in body.messages
-        ]
-        ids = chat_prompt_ids(engine.tokenizer, messages)
+        if len(body.messages) > settings.max_messages:
+            raise APIError(
+                400,
+                f"messages: {len(body.messages)} messages; this server accepts at most {settings.max_messages} "
+                "(setting max_messages).",
+                param="messages",
+            )
+        check_chars(sum(text_chars(m.content) for m in body.messages), "messages")
+        prep = await prepare(engine.prepare_chat, body.messages)
         limit = body.max_completion_tokens or body.max_tokens
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
-        max_tokens = check_context(len(ids), limit, param)
+        max_tokens = check_context(prep, limit, param)
         return await run(
-            body, ids, max_tokens, "/v1/chat/completions", Renderer("chatcmpl", settings.model_name, chat=True)
+            body, prep, max_tokens, "/v1/chat/completions", Renderer("chatcmpl", settings.model_name, chat=True)
         )
 
     endpoints = {route.path for route in app.routes if hasattr(route, "path")}
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, endpoints=endpoints)
 
     def openapi() -> dict:
@@ -423,16 +576,10 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def chat_prompt_ids(tokenizer: Any, messages: list[dict]) -> list[int]:
-    """Render messages with the tokenizer's chat template when it has one, else a plain transcript."""
-    if getattr(tokenizer, "chat_template", None):
-        try:
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        except Exception as exc:  # jinja2 errors, raise_exception() in templates
-            raise APIError(400, f"messages: the model's chat template rejected them: {exc}", param="messages") from None
-        return tokenizer.encode(text, add_special_tokens=False)
-    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-    return tokenizer.encode(text, add_special_tokens=True)
+def text_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(part.text) for part in content if part.type == "text")
 
 
 def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict:

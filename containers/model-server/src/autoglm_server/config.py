@@ -41,11 +41,39 @@ class Settings:
     threads: int = 0  # 0: torch default
     api_key: str = field(default="", repr=False)
     api_key_file: str = ""
+    # Without a key the server refuses to listen on anything but loopback, unless this says otherwise.
+    allow_no_auth: bool = False
     log_level: str = "info"
+    # Requests: refused before any work (413/400, each message names its setting).
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_messages: int = 512
+    max_prompt_chars: int = 1_000_000
+    max_stop_length: int = 256
+    # Seconds a request may wait for its answer (queue + generation) before it gets 504.
+    request_timeout: float = 600.0
+    # Consecutive failed engine steps after which the engine is marked failed (/health/live turns 503).
+    max_consecutive_failures: int = 3
+    # Threads that decode images, render chat templates and tokenize (off the event loop).
+    preprocess_threads: int = 2
+    # Vision-language models (the knobs Open-AutoGLM's vLLM command line sets, under our names):
+    # --limit-mm-per-prompt '{"image":N}', --mm_processor_kwargs '{"max_pixels":N}',
+    # --chat-template-content-format string|openai.
+    max_images_per_request: int = 10
+    max_pixels: int = 5_000_000
+    max_image_pixels: int = 50_000_000
+    max_image_bytes: int = 20 * 1024 * 1024
+    allowed_image_hosts: str = ""
+    image_fetch_timeout: float = 10.0
+    chat_template_content_format: str = "openai"
 
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model_dir.rstrip("/")).name or "model"
+
+    @property
+    def image_hosts(self) -> list[str]:
+        """Host names remote image URLs may come from (lower case); empty: remote URLs are refused."""
+        return [h.strip().lower() for h in self.allowed_image_hosts.split(",")] if self.allowed_image_hosts else []
 
 
 CHOICES = {
@@ -53,9 +81,28 @@ CHOICES = {
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "quantization": ("none", "int8"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "chat_template_content_format": ("openai", "string"),
 }
-POSITIVE = ("port", "max_batch_size", "max_waiting", "default_max_tokens", "max_stop_sequences", "retry_after")
-NON_NEGATIVE = ("max_model_len", "threads", "drain_timeout")
+POSITIVE = (
+    "port",
+    "max_batch_size",
+    "max_waiting",
+    "default_max_tokens",
+    "max_stop_sequences",
+    "retry_after",
+    "max_request_bytes",
+    "max_messages",
+    "max_prompt_chars",
+    "max_stop_length",
+    "max_consecutive_failures",
+    "preprocess_threads",
+    "max_pixels",
+    "max_image_pixels",
+    "max_image_bytes",
+)
+GREATER_THAN_ZERO = ("request_timeout", "image_fetch_timeout")
+NON_NEGATIVE = ("max_model_len", "threads", "drain_timeout", "max_images_per_request")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 
@@ -128,6 +175,9 @@ def validate(s: Settings) -> None:
     for name in POSITIVE:
         if getattr(s, name) < 1:
             errors.append(f"{name} must be at least 1 (got {getattr(s, name)})")
+    for name in GREATER_THAN_ZERO:
+        if getattr(s, name) <= 0:
+            errors.append(f"{name} must be greater than 0 (got {getattr(s, name)})")
     for name in NON_NEGATIVE:
         if getattr(s, name) < 0:
             errors.append(f"{name} must not be negative (got {getattr(s, name)})")
@@ -141,5 +191,19 @@ def validate(s: Settings) -> None:
         else:
             if not s.api_key:
                 errors.append(f"api_key_file {s.api_key_file!r} is empty: put the key in it or unset it")
+    if s.max_pixels > s.max_image_pixels:
+        errors.append(
+            f"max_pixels ({s.max_pixels}) must not exceed max_image_pixels ({s.max_image_pixels}): images are resized "
+            "down to max_pixels, and refused above max_image_pixels"
+        )
+    bad_hosts = [h for h in s.image_hosts if not h or "/" in h or "@" in h]
+    if bad_hosts:
+        errors.append(f"allowed_image_hosts must list host names separated by commas (got {s.allowed_image_hosts!r})")
     if errors:
         raise ConfigError("Invalid configuration: " + "; ".join(errors) + ".")
+    if not s.api_key and not s.allow_no_auth and s.host not in LOOPBACK:
+        raise ConfigError(
+            f"Invalid configuration: no API key, and the server would listen on {s.host}: set AUTOGLM_API_KEY_FILE "
+            "(or AUTOGLM_API_KEY) to require 'Authorization: Bearer <key>', listen on 127.0.0.1 (AUTOGLM_HOST), "
+            "or accept an open server with AUTOGLM_ALLOW_NO_AUTH=true."
+        )

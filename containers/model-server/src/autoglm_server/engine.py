@@ -4,6 +4,21 @@ Requests wait in a bounded queue. At every step boundary the engine admits waiti
 ``max_batch_size``), runs each one's prompt alone (prefill), then merges its KV cache into the running
 batch (left-padded, with an attention mask). One forward pass then decodes one token for every running
 sequence; finished or cancelled sequences leave the batch right after the step that finished them.
+
+Vision-language models (chosen from the checkpoint's config: a ``vision_config`` and an image-text-to-text
+architecture, e.g. GLM-4.1V, Open-AutoGLM's model) load with transformers' image-text-to-text auto class and
+the checkpoint's processor. Images only change prefill: a request's pixel values go through the vision tower
+with its prompt, and its multimodal rotary positions (3-D, ``get_rope_index``) are computed for it alone. The
+offset they leave (``rope_delta``: the image tokens take fewer positions than tokens) is kept per sequence,
+so every decode step of a merged, left-padded batch gives each row ``cache_len + rope_delta``.
+
+Failures stay with the request that caused them: a prefill that raises fails that request only (400 when
+its input caused it, 500 otherwise), a failed join fails the joining requests only, a failed decode fails the
+running batch. ``max_consecutive_failures`` failed steps in a row mark the engine failed, which turns
+``/health/live`` red so that Docker restarts the container.
+
+Tokenizing, chat templates and images are prepared on a small thread pool (``prepare_*``), never on the
+event loop and never on the engine thread.
 """
 
 from __future__ import annotations
@@ -14,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +39,7 @@ import torch.nn.functional as F
 
 from .config import Settings
 from .metrics import Metrics
+from .multimodal import ImageError, ImageRef, collect, decode_image, flatten, load_image_bytes
 
 log = logging.getLogger("autoglm_server.engine")
 # Temperatures below this are greedy: dividing logits by a tiny temperature overflows to inf/NaN.
@@ -37,6 +54,24 @@ class QueueFull(Exception):
     """The waiting queue is full: HTTP 429."""
 
 
+class InputError(ValueError):
+    """The request's input cannot be turned into a prompt (chat template, images): HTTP 400."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+@dataclass
+class Prepared:
+    """A prompt ready for the engine: its token ids and, with images, the processor's tensors."""
+
+    prompt_ids: list[int]
+    mm_inputs: dict[str, torch.Tensor] | None = None
+    images: int = 0
+    image_tokens: int = 0
+
+
 @dataclass(eq=False)
 class GenRequest:
     prompt_ids: list[int]
@@ -44,10 +79,19 @@ class GenRequest:
     on_event: Callable[[tuple], None]
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0 or -1: off
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
+    mm_inputs: dict[str, torch.Tensor] | None = None
+    images: int = 0
     # engine state
+    rope_delta: int = 0  # multimodal rotary offset: next position = cache_len + rope_delta
+    counts: torch.Tensor | None = None  # generated-token counts (frequency/presence penalties)
+    seen: torch.Tensor | None = None  # tokens of prompt and output (repetition penalty)
     output_ids: list[int] = field(default_factory=list)
     text: str = ""
     sent: int = 0
@@ -60,6 +104,10 @@ class GenRequest:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    @property
+    def penalized(self) -> bool:
+        return bool(self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1.0)
 
 
 @functools.cache
@@ -105,6 +153,10 @@ class Engine:
         self.fatal: str | None = None
         self.model: Any = None
         self.tokenizer: Any = None
+        self.processor: Any = None  # vision-language models only
+        self.vision = False
+        self.image_placeholder = ""
+        self.dtype = torch.float32
         self.device = torch.device("cpu")
         self.max_model_len = 0
         self.eos_ids: set[int] = set()
@@ -116,6 +168,8 @@ class Engine:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()
+        self.failures = 0  # consecutive steps that failed for a server-side reason
+        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare")
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -131,6 +185,7 @@ class Engine:
         if self.state != "failed":
             self.state = "stopped"
         self.metrics.ready.set(0)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def start_drain(self) -> None:
         if self.state in ("ready", "starting", "loading", "warming"):
@@ -201,12 +256,21 @@ class Engine:
                     self.heartbeat = time.monotonic()
                     continue
             try:
-                self.step()
-            except Exception as exc:  # a failed step fails its requests, the loop goes on
+                failed = self.step()
+            except Exception as exc:  # a failed decode fails the running batch, the loop goes on
                 log.exception("generation step failed")
                 self.metrics.errors.labels(kind="engine").inc()
-                self._fail_all(f"Generation failed: {type(exc).__name__}: {exc}")
+                self._fail_running(f"Generation failed: {type(exc).__name__}: {exc}")
+                failed = True
             self.heartbeat = time.monotonic()
+            self.failures = self.failures + 1 if failed else 0
+            if self.failures >= self.settings.max_consecutive_failures:
+                self.fatal = f"{self.failures} generation steps in a row failed"
+                log.error("engine marked failed: %s; /health/live turns 503 so the container is restarted", self.fatal)
+                self.state = "failed"
+                self.metrics.ready.set(0)
+                self._fail_all(f"The generation engine failed: {self.fatal}.")
+                return
 
     def _fail_all(self, message: str) -> None:
         with self._cond:
@@ -217,12 +281,40 @@ class Engine:
             self.metrics.running.set(0)
             self.metrics.waiting.set(0)
         for req in victims:
-            req.finish_reason = "error"
-            self._emit(req, ("error", message))
+            self._fail_request(req, message, 500)
+
+    def _fail_running(self, message: str) -> None:
+        with self._cond:
+            victims = list(self._running)
+            self._running.clear()
+            self._cache, self._mask = None, None
+            self.metrics.running.set(0)
+        for req in victims:
+            self._fail_request(req, message, 500)
+
+    def _fail_request(self, req: GenRequest, message: str, status: int) -> None:
+        if req.finish_reason is not None and req.finish_reason != "error":
+            return  # it finished (and was told so) before the failure
+        req.finish_reason = "error"
+        self.metrics.engine_failures.labels(cause="input" if status < 500 else "server").inc()
+        self._emit(req, ("error", message, status))
+
+    @staticmethod
+    def _classify(exc: Exception, req: GenRequest) -> tuple[str, int]:
+        """The message and status of a failed prefill: 400 when the request's input caused it."""
+        if isinstance(exc, torch.OutOfMemoryError):
+            return (
+                f"Out of memory while reading a prompt of {len(req.prompt_ids)} tokens; retry with a shorter "
+                "prompt or later.",
+                500,
+            )
+        if isinstance(exc, (ValueError, IndexError)):
+            return f"The model cannot read this input: {type(exc).__name__}: {exc}", 400
+        return f"Generation failed: {type(exc).__name__}: {exc}", 500
 
     # ----------------------------------------------------------------- loading
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
         s = self.settings
         t0 = time.monotonic()
@@ -238,10 +330,17 @@ class Engine:
                 dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             else:
                 dtype = torch.float32
+        self.dtype = dtype
         model_dir = Path(s.model_dir)
         has_safetensors = any(model_dir.glob("*.safetensors"))
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+        self.vision = is_vision_language(config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
+        if self.vision:
+            self.processor = load_processor(str(model_dir), config, self.tokenizer)
+            self.image_placeholder = image_placeholder(config, self.processor, self.tokenizer)
+        auto_class = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
+        model = auto_class.from_pretrained(
             str(model_dir),
             local_files_only=True,
             dtype=dtype,
@@ -255,7 +354,9 @@ class Engine:
                 raise RuntimeError("quantization=int8 works on CPU only; set AUTOGLM_QUANTIZATION=none")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model
-        limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 2048
+        self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None) if self.vision else None
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        limit = int(getattr(text_config, "max_position_embeddings", 0) or 0) or 2048
         self.max_model_len = min(s.max_model_len, limit) if s.max_model_len else limit
         eos: Any = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         if eos is None:
@@ -267,16 +368,98 @@ class Engine:
             self.metrics.gpu_memory_reserved.set_function(lambda: torch.cuda.memory_reserved(self.device))
 
     def _warmup(self) -> None:
-        ids = self.tokenizer.encode("Hello", add_special_tokens=True) or [0]
-        req = GenRequest(prompt_ids=ids, max_tokens=4, temperature=0.0, ignore_eos=True, on_event=lambda ev: None)
-        with self._cond:
-            self._enqueue(req)
-        while req.finish_reason is None:
-            self.step()
+        preps = [Prepared(self.tokenizer.encode("Hello", add_special_tokens=True) or [0])]
+        if self.vision:  # the vision tower and the processor once, with a small grey image
+            import base64
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.new("RGB", (56, 56), (128, 128, 128)).save(buf, format="PNG")
+            url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            preps.append(self._prepare_template([{"role": "user", "content": [{"type": "image"}]}], [url_ref(url)]))
+        for prep in preps:
+            req = GenRequest(
+                prompt_ids=prep.prompt_ids,
+                mm_inputs=prep.mm_inputs,
+                max_tokens=4,
+                temperature=0.0,
+                ignore_eos=True,
+                on_event=lambda ev: None,
+            )
+            with self._cond:
+                self._enqueue(req)
+            while req.finish_reason is None:
+                self.step()
+            if req.finish_reason == "error":
+                raise RuntimeError("the warm-up generation failed (see the log above)")
+
+    # ----------------------------------------------------------------- preparing prompts (thread pool)
+    def prepare_text(self, prompt: str) -> Prepared:
+        return Prepared(self.tokenizer.encode(prompt, add_special_tokens=True))
+
+    def prepare_chat(self, messages: list[Any]) -> Prepared:
+        """Request messages -> prompt ids (and images -> the processor's tensors); raises InputError."""
+        try:
+            template_messages, refs = collect(messages, self.settings, self.vision)
+        except ImageError as exc:
+            raise InputError(str(exc), exc.param, exc.status) from None
+        return self._prepare_template(template_messages, refs)
+
+    def _prepare_template(self, messages: list[dict], refs: list[ImageRef]) -> Prepared:
+        s = self.settings
+        images = []
+        if refs:
+            started = time.monotonic()
+            try:
+                images = [decode_image(load_image_bytes(ref, s), ref, s) for ref in refs]
+            except ImageError as exc:
+                raise InputError(str(exc), exc.param, exc.status) from None
+        if s.chat_template_content_format == "string" or not self.vision:
+            messages = flatten(messages, self.image_placeholder)
+        owner = self.processor if self.processor is not None else self.tokenizer
+        if getattr(owner, "chat_template", None) or getattr(self.tokenizer, "chat_template", None):
+            try:
+                text = owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            except Exception as exc:  # jinja2 errors, raise_exception() in templates
+                raise InputError(f"messages: the model's chat template rejected them: {exc}", "messages") from None
+            special = False
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+            special = True
+        if not images:
+            return Prepared(self.tokenizer.encode(text, add_special_tokens=special))
+        try:
+            inputs = self.processor(
+                text=[text], images=images, return_tensors="pt", images_kwargs=self._image_kwargs()
+            )
+        except (ValueError, IndexError) as exc:
+            raise InputError(f"messages: the model's processor rejected the images: {exc}", "messages") from None
+        self.metrics.images.inc(len(images))
+        self.metrics.image_preprocess.observe(time.monotonic() - started)
+        ids = inputs["input_ids"][0].tolist()
+        mm = {k: inputs[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids") if k in inputs}
+        image_tokens = int((inputs["mm_token_type_ids"] != 0).sum()) if "mm_token_type_ids" in inputs else 0
+        if not image_tokens and self.processor is not None:
+            image_token_id = getattr(self.processor, "image_token_id", None)
+            image_tokens = sum(1 for t in ids if t == image_token_id)
+        return Prepared(ids, mm, images=len(images), image_tokens=image_tokens)
+
+    def _image_kwargs(self) -> dict:
+        """Resize images down to ``max_pixels`` the way the model's own processor does (vLLM's mm_processor_kwargs
+        max_pixels): it is the image processor's ``longest_edge`` (or ``max_pixels``) size."""
+        size = dict(getattr(self.processor.image_processor, "size", None) or {})
+        key = "max_pixels" if "max_pixels" in size else "longest_edge"
+        size[key] = self.settings.max_pixels
+        return {"size": size}
 
     # ----------------------------------------------------------------- one step
-    def step(self) -> None:
-        """Admit waiting requests (prefill each, join the batch), then decode one token for the batch."""
+    def step(self) -> bool:
+        """Admit waiting requests (prefill each, join the batch), then decode one token for the batch.
+
+        Returns True when a request failed for a server-side reason in this step (the caller counts those);
+        a failed decode raises (the caller fails the running batch)."""
         admitted = []
         with self._cond:
             while self._waiting and len(self._running) + len(admitted) < self.settings.max_batch_size:
@@ -285,27 +468,60 @@ class Engine:
                     continue
                 admitted.append(req)
             self.metrics.waiting.set(len(self._waiting))
+        failed = False
         joining = []
         for req in admitted:
-            cache = self._prefill(req)
+            try:
+                cache = self._prefill(req)
+            except Exception as exc:  # this request fails alone; the others go on
+                message, status = self._classify(exc, req)
+                log.warning("prefill failed (%s): %s", status, message, exc_info=status >= 500)
+                self._fail_request(req, message, status)
+                failed = failed or status >= 500
+                continue
+            finally:
+                req.mm_inputs = None  # pixel values are not needed after prefill
             if req.finish_reason is None:
                 joining.append((req, cache))
         if joining:
-            self._join(joining)
+            try:
+                self._join(joining)
+            except Exception as exc:  # the running batch is untouched (the merge is assigned last)
+                log.exception("joining the batch failed")
+                for req, _cache in joining:
+                    self._fail_request(req, f"Generation failed: {type(exc).__name__}: {exc}", 500)
+                failed = True
         if self._running:
             self._decode()
         self._retire()
+        return failed
 
     def _prefill(self, req: GenRequest) -> Any:
-        """Run the prompt alone; sample the first token; return the prompt's KV cache."""
+        """Run the prompt alone (with its images); sample the first token; return the prompt's KV cache."""
         from transformers import DynamicCache
 
+        started = time.monotonic()
         ids = torch.tensor([req.prompt_ids], dtype=torch.long, device=self.device)
+        extra: dict[str, Any] = {}
+        if req.mm_inputs:
+            mm = {k: v.to(self.device) for k, v in req.mm_inputs.items()}
+            if "pixel_values" in mm:
+                mm["pixel_values"] = mm["pixel_values"].to(self.dtype)
+            if self._rope_index is not None:
+                positions, delta = self._rope_index(
+                    ids, mm_token_type_ids=mm.get("mm_token_type_ids"), image_grid_thw=mm.get("image_grid_thw")
+                )
+                extra["position_ids"] = positions
+                req.rope_delta = int(delta.reshape(-1)[0])
+            extra.update(mm)
+        elif self.vision:  # text only on a vision-language model: plain positions, no offset
+            extra["position_ids"] = torch.arange(ids.shape[1], device=self.device).unsqueeze(0)
         cache = DynamicCache()
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
         self.metrics.prompt_tokens.inc(len(req.prompt_ids))
         req.cache_len = len(req.prompt_ids)
         token = self._sample(out.logits[:, -1, :], [req])[0]
+        self.metrics.prefill.labels(modality="image" if req.images else "text").observe(time.monotonic() - started)
         self._append(req, token)
         return cache
 
@@ -346,7 +562,7 @@ class Engine:
         assert self._mask is not None
         batch = len(running)
         ids = torch.tensor([[r.output_ids[-1]] for r in running], dtype=torch.long, device=self.device)
-        positions = torch.tensor([[r.cache_len] for r in running], dtype=torch.long, device=self.device)
+        positions = torch.tensor([[r.cache_len + r.rope_delta] for r in running], dtype=torch.long, device=self.device)
         mask = torch.cat([self._mask, torch.ones((batch, 1), dtype=torch.long, device=self.device)], dim=1)
         padded = not bool(mask.all())
         out = self.model(
@@ -392,11 +608,17 @@ class Engine:
     # ----------------------------------------------------------------- tokens
     def _sample(self, logits: torch.Tensor, reqs: list[GenRequest]) -> list[int]:
         logits = logits.float()
+        for i, req in enumerate(reqs):
+            if req.penalized:
+                self._penalize(logits[i], req)
         tokens = logits.argmax(dim=-1).tolist()
         for i, req in enumerate(reqs):
             if req.temperature < GREEDY_BELOW:
                 continue
             row = logits[i] / req.temperature
+            if 0 < req.top_k < row.shape[-1]:
+                kth = torch.topk(row, req.top_k).values[-1]
+                row = row.masked_fill(row < kth, float("-inf"))
             probs = torch.softmax(row, dim=-1)
             if req.top_p < 1.0:
                 sorted_probs, order = torch.sort(probs, descending=True)
@@ -407,7 +629,27 @@ class Engine:
             tokens[i] = int(choice)
         return tokens
 
+    @staticmethod
+    def _penalize(row: torch.Tensor, req: GenRequest) -> None:
+        """OpenAI's frequency and presence penalties over the generated tokens, and the repetition penalty
+        (CTRL / transformers / vLLM semantics) over prompt and generated tokens, applied in place."""
+        if req.counts is None:
+            req.counts = torch.zeros(row.shape[-1], dtype=row.dtype, device=row.device)
+            req.seen = torch.zeros(row.shape[-1], dtype=torch.bool, device=row.device)
+            prompt = torch.tensor([t for t in req.prompt_ids if 0 <= t < row.shape[-1]], dtype=torch.long)
+            req.seen[prompt.to(row.device)] = True
+        if req.frequency_penalty or req.presence_penalty:
+            row -= req.frequency_penalty * req.counts + req.presence_penalty * (req.counts > 0).to(row.dtype)
+        if req.repetition_penalty != 1.0:
+            assert req.seen is not None
+            picked = row[req.seen]
+            row[req.seen] = torch.where(picked > 0, picked / req.repetition_penalty, picked * req.repetition_penalty)
+
     def _append(self, req: GenRequest, token: int) -> None:
+        if req.counts is not None and 0 <= token < req.counts.shape[0]:
+            req.counts[token] += 1
+            assert req.seen is not None
+            req.seen[token] = True
         now = time.monotonic()
         if req.first_token_at is None:
             req.first_token_at = now
@@ -460,3 +702,55 @@ class Engine:
             req.on_event(event)
         except Exception:  # a client that went away must not stop the batch
             log.debug("dropping event for a gone request", exc_info=True)
+
+
+# --------------------------------------------------------------------------- model families
+def is_vision_language(config: Any) -> bool:
+    """A checkpoint with a vision tower and an image-text-to-text architecture (GLM-4.1V, Qwen2-VL...)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return hasattr(config, "vision_config") and config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def load_processor(model_dir: str, config: Any, tokenizer: Any) -> Any:
+    """The checkpoint's processor (image processor, tokenizer, chat template).
+
+    Processors of video-capable models (GLM-4.1V) also ask for a video processor, which needs torchvision;
+    PyPI's torchvision wheels are CUDA builds that do not load beside a CPU torch, and this server takes
+    images only. Then the same processor class is built without its video processor, from the checkpoint's
+    own image processor (its PIL backend when torchvision is absent) and tokenizer."""
+    from transformers import AutoImageProcessor, AutoProcessor
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    try:
+        return AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    except ImportError as exc:
+        log.info("processor without its video processor (%s)", str(exc).strip().splitlines()[0])
+    base = PROCESSOR_MAPPING[type(config)]
+
+    class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return [a for a in super().get_attributes() if a != "video_processor"]
+
+    image_processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
+    return ImageOnlyProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=None,
+        chat_template=getattr(tokenizer, "chat_template", None),
+    )
+
+
+def image_placeholder(config: Any, processor: Any, tokenizer: Any) -> str:
+    """What one image is in a flattened prompt: the model's begin/image/end tokens (GLM: <|begin_of_image|>
+    <|image|><|end_of_image|>), which the processor expands to one image token per merged patch."""
+    image = getattr(processor, "image_token", None) or tokenizer.convert_ids_to_tokens(config.image_token_id)
+    begin, end = getattr(config, "image_start_token_id", None), getattr(config, "image_end_token_id", None)
+    if begin is not None and end is not None:
+        return tokenizer.convert_ids_to_tokens(begin) + image + tokenizer.convert_ids_to_tokens(end)
+    return image
+
+
+def url_ref(url: str, where: str = "warm-up") -> ImageRef:
+    return ImageRef(url=url, where=where)

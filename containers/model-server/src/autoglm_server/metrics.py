@@ -43,6 +43,23 @@ class Metrics:
         self.batch_size = Histogram(
             "autoglm_batch_size", "Sequences per decode forward pass.", buckets=BATCH_BUCKETS, registry=r
         )
+        self.prefill = Histogram(
+            "autoglm_prefill_seconds",
+            "Prefill time per request, by modality (image: the request carries images).",
+            ["modality"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.images = Counter("autoglm_images", "Images decoded and preprocessed for requests.", registry=r)
+        self.image_preprocess = Histogram(
+            "autoglm_image_preprocess_seconds",
+            "Per request with images: decoding, resizing and patching them (off the engine thread).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.engine_failures = Counter(
+            "autoglm_engine_failures", "Requests failed by the engine, by cause (input, server).", ["cause"], registry=r
+        )
         self.model_load = Gauge("autoglm_model_load_seconds", "Seconds taken to load the model.", registry=r)
         self.ready = Gauge("autoglm_ready", "1 when the server accepts generation requests.", registry=r)
         self.gpu_memory = Gauge(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Fields a client may send that do not change what is generated: accepted and ignored.
+IGNORED_FIELDS = frozenset(
+    {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "safety_identifier", "prompt_cache_key"}
+)
 
 
 class StreamOptions(BaseModel):
@@ -13,13 +18,24 @@ class StreamOptions(BaseModel):
 
 
 class _Request(BaseModel):
-    # Clients send fields we do not use (user, presence_penalty...); ignore them like OpenAI does.
-    model_config = ConfigDict(extra="ignore")
+    # Unknown fields are kept so that the server can refuse those that would change the output (400 naming
+    # them) instead of silently dropping them; IGNORED_FIELDS are accepted.
+    model_config = ConfigDict(extra="allow")
 
     model: str
     max_tokens: int | None = Field(default=None, ge=1, description="Tokens to generate at most.")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    frequency_penalty: float = Field(
+        default=0.0, ge=-2.0, le=2.0, description="OpenAI semantics: minus penalty x count of each generated token."
+    )
+    presence_penalty: float = Field(
+        default=0.0, ge=-2.0, le=2.0, description="OpenAI semantics: minus penalty for each token generated so far."
+    )
+    repetition_penalty: float = Field(
+        default=1.0, gt=0.0, le=2.0, description="Extension (transformers/vLLM semantics) over prompt and output."
+    )
+    top_k: int = Field(default=0, ge=-1, description="Extension: sample from the k most likely tokens; 0 or -1: off.")
     n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
@@ -43,10 +59,25 @@ class TextPart(BaseModel):
     text: str
 
 
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    url: str = Field(description="A data: URL (base64 PNG, JPEG or WebP), or an http(s) URL of an allowed host.")
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: str | list[ContentPart]
     name: str | None = None
 
 
