@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lab's model, made and signed on the controller (the operator's side), cached by a hash of its recipe:
 #   .cache/lab-model/keys/model.{key,pub}   the signing key pair (made once, never overwritten)
-#   .cache/lab-model/mirror/tiny/           a tiny random-init Llama-style model + tokenizer, and model.sig
+#   .cache/lab-model/mirror/tiny/           a tiny random-init GLM-4.1V (Open-AutoGLM's architecture: a vision-
+#                                           language model) with tokenizer, processor and chat template; model.sig
 # The lab mirror (nginx, containers/lab-mirror) serves .cache/lab-model/mirror read-only.
 # Nothing is downloaded: the weights are random (seed 0), the tokenizer is trained on a built-in text.
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 out=.cache/lab-model
 model=$out/mirror/tiny
-stamp=$( { cat containers/model-server/src/autoglm_server/devtools.py scripts/model-sign; echo tiny seed0; } | sha256sum | cut -c1-16)
+stamp=$( { cat containers/model-server/src/autoglm_server/devtools.py scripts/model-sign; echo tiny-vlm seed0; } | sha256sum | cut -c1-16)
 
 mkdir -p "$out/keys" && chmod 0700 "$out/keys"
 if [ ! -f "$out/keys/model.key" ]; then
@@ -22,7 +23,7 @@ if [ "$(cat "$out/tiny.recipe" 2>/dev/null)" = "$stamp" ] && [ -f "$model/model.
   exit 0
 fi
 rm -rf "$model" "$model.tmp"
-PYTHONPATH=containers/model-server/src "$py" -m autoglm_server.devtools "$model.tmp" --size tiny --seed 0 >/dev/null
+PYTHONPATH=containers/model-server/src "$py" -m autoglm_server.devtools "$model.tmp" --size tiny-vlm --seed 0 >/dev/null
 "$py" scripts/model-sign sign "$model.tmp" --private-key "$out/keys/model.key" >/dev/null
 chmod -R a+rX "$model.tmp"
 mv "$model.tmp" "$model"

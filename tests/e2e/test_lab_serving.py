@@ -5,16 +5,21 @@ lab network; `docker` on the controller execs into the lab hosts to read what th
 weights are copied back and checked with OpenSSF model-signing's own CLI against the lab's public key.
 """
 
+import base64
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "containers" / "model-server" / "src"))
+from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
+
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
 CONTAINER = "autoglm-model-server"
 STATE_DIR = "/opt/autoglm/state"
@@ -76,6 +81,27 @@ def test_openai_client_gets_a_completion_and_a_chat_answer(host):
     )
     assert chat.choices[0].message.role == "assistant"
     assert chat.usage.total_tokens > chat.usage.completion_tokens
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
+def test_openai_client_sends_a_phone_screenshot_like_open_autoglm(host):
+    """What Open-AutoGLM's agent sends every step: a system prompt, then a user turn of [screenshot, text], with the
+    agent's sampling parameters, streamed; and its deployment check's non-streamed request."""
+    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key="unused", timeout=300)
+    url = "data:image/png;base64," + base64.b64encode(phone_screenshot_png()).decode()
+    messages = [
+        {"role": "system", "content": "You are a phone operation agent. Think, then answer with one action."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                     {"type": "text", "text": '{"current_app": "System Home"} Open the settings'}]},
+    ]
+    params = {"model": "tiny", "messages": messages, "max_tokens": 16, "temperature": 0.0, "top_p": 0.85,
+              "frequency_penalty": 0.2}
+    answer = client.chat.completions.create(stream=False, **params)
+    assert answer.choices[0].message.content
+    assert answer.usage.prompt_tokens > 3108  # the 1080x2400 screenshot alone is 3,108 image tokens
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **params)
+                       if c.choices)
+    assert streamed == answer.choices[0].message.content
 
 
 @pytest.mark.parametrize("host", GPU_HOSTS)

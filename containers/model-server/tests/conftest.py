@@ -17,7 +17,7 @@ if str(SRC) not in sys.path:
 
 from autoglm_server.app import create_app  # noqa: E402
 from autoglm_server.config import load_settings  # noqa: E402
-from autoglm_server.devtools import make_random_model, make_random_vlm  # noqa: E402
+from autoglm_server.devtools import make_random_model, make_random_vlm, phone_screenshot_png  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,36 +95,6 @@ def vlm_server(tiny_vlm: Path):
         yield srv
 
 
-def screenshot_png(width: int = 1080, height: int = 2400, seed: int = 0, noise: int = 560) -> bytes:
-    """A phone-screenshot-like PNG: status bar, app icons, text lines, and a photo-like (noisy) area of
-    ``noise`` x ``noise`` pixels that keeps it about 1 MB (base64 ~1.3 MB) at the default size."""
-    import io
-    import random
-
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)  # noqa: S311 (test pixels, not secrets)
-    image = Image.new("RGB", (width, height), (245, 245, 247))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, 0, width, height // 30], fill=(30, 30, 30))
-    icon = width // 6
-    for row in range(4):
-        for col in range(4):
-            x, y = col * width // 4 + icon // 4, height // 10 + row * icon * 2
-            colour = tuple(rng.randrange(256) for _ in "rgb")
-            draw.rounded_rectangle([x, y, x + icon, y + icon], radius=icon // 5, fill=colour)
-            draw.rectangle([x, y + icon + 10, x + icon, y + icon + 30], fill=(90, 90, 90))
-    for line in range(20):
-        y = height // 2 + line * height // 50
-        draw.rectangle([40, y, 40 + rng.randrange(width // 3, width - 80), y + height // 120], fill=(60, 60, 60))
-    if noise:
-        blob = Image.frombytes("RGB", (noise, noise), rng.randbytes(noise * noise * 3))
-        image.paste(blob, (width - noise - 20, height - noise - 200))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
 def data_url(data: bytes, mime: str = "image/png") -> str:
     import base64
 
@@ -133,12 +103,12 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 @pytest.fixture(scope="session")
 def screenshot() -> bytes:
-    return screenshot_png()
+    return phone_screenshot_png()
 
 
 @pytest.fixture(name="make_screenshot")
 def make_screenshot_fixture():
-    return screenshot_png
+    return phone_screenshot_png
 
 
 @pytest.fixture(name="data_url")

@@ -187,6 +187,36 @@ def make_random_vlm(path: str | Path, seed: int = 0) -> Path:
     return out
 
 
+def phone_screenshot_png(width: int = 1080, height: int = 2400, seed: int = 0, noise: int = 560) -> bytes:
+    """A phone-screenshot-like PNG: status bar, app icons, text lines, and a photo-like (noisy) area of
+    ``noise`` x ``noise`` pixels that keeps it about 1 MB (base64 ~1.3 MB) at the default size."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)  # noqa: S311 (test pixels, not secrets)
+    image = Image.new("RGB", (width, height), (245, 245, 247))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, width, height // 30], fill=(30, 30, 30))
+    icon = width // 6
+    for row in range(4):
+        for col in range(4):
+            x, y = col * width // 4 + icon // 4, height // 10 + row * icon * 2
+            colour = tuple(rng.randrange(256) for _ in "rgb")
+            draw.rounded_rectangle([x, y, x + icon, y + icon], radius=icon // 5, fill=colour)
+            draw.rectangle([x, y + icon + 10, x + icon, y + icon + 30], fill=(90, 90, 90))
+    for line in range(20):
+        y = height // 2 + line * height // 50
+        draw.rectangle([40, y, 40 + rng.randrange(width // 3, width - 80), y + height // 120], fill=(60, 60, 60))
+    if noise:
+        blob = Image.frombytes("RGB", (noise, noise), rng.randbytes(noise * noise * 3))
+        image.paste(blob, (width - noise - 20, height - noise - 200))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir")
