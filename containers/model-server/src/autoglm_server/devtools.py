@@ -203,7 +203,7 @@ def phone_screenshot_png(width: int = 1080, height: int = 2400, seed: int = 0, n
     for row in range(4):
         for col in range(4):
             x, y = col * width // 4 + icon // 4, height // 10 + row * icon * 2
-            colour = tuple(rng.randrange(256) for _ in "rgb")
+            colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
             draw.rounded_rectangle([x, y, x + icon, y + icon], radius=icon // 5, fill=colour)
             draw.rectangle([x, y + icon + 10, x + icon, y + icon + 30], fill=(90, 90, 90))
     for line in range(20):
