@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lab end to end: from bare hosts, lab.yml twice; the first run must not fail, the second must
-# change nothing; then tests/e2e (pytest) checks the serving fleet with the official openai client, the
-# pinned digest, the read-only weights and their signature. Uses tests/e2e (its own lab) unless
+# change nothing; site.yml --tags registry alone must pass and change nothing; then tests/e2e (pytest)
+# checks the serving fleet with the official openai client, the pinned digest, the read-only weights and
+# their signature, and the runtime root. Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless
 # E2E_INVENTORY says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,14 @@ for run in 1 2; do
   if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
 done
 info "second run changed nothing"
+
+# One phase alone, as an operator re-runs it: the roles must find the runtime (tests/e2e sets a runtime_root other
+# than the default) through the runtime role's facts, without the runtime play having run in this run.
+step "e2e: site.yml --tags registry alone (log: $logs/tags-registry.log)"
+ansible-playbook -i "$inventory" site.yml --tags registry > "$logs/tags-registry.log" 2>&1 \
+  || { tail -n 60 "$logs/tags-registry.log"; die "site.yml --tags registry failed"; }
+check_recap "$logs/tags-registry.log" strict
+info "site.yml --tags registry passed and changed nothing"
 
 step "e2e: the serving fleet (pytest tests/e2e)"
 E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e || die "the serving fleet failed its checks (above)"

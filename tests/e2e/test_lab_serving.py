@@ -22,7 +22,7 @@ from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
 
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
 CONTAINER = "autoglm-model-server"
-STATE_DIR = "/opt/autoglm/state"
+DEFAULT_ROOT = "/opt/autoglm"
 
 
 def _inventory():
@@ -39,6 +39,7 @@ GPU_HOSTS = sorted(
     set(INV["canary"].get("hosts", [])) | set(INV["gpu_hosts"].get("hosts", []))
 )
 BUILD_HOST = INV["model_build"]["hosts"][0]
+LAB_HOSTS = sorted(INV["_meta"]["hostvars"])
 
 
 def host_var(host, name):
@@ -53,8 +54,13 @@ def on_host(host, *argv):
     return out.stdout
 
 
+def runtime_root(host):
+    """The runtime root the inventory gives the host (docs/runtime.md), the default when it gives none."""
+    return INV["_meta"]["hostvars"][host].get("runtime_root", DEFAULT_ROOT)
+
+
 def state(host, name):
-    return json.loads(on_host(host, "cat", "%s/%s.json" % (STATE_DIR, name)))
+    return json.loads(on_host(host, "cat", "%s/state/%s.json" % (runtime_root(host), name)))
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +72,17 @@ def published():
 
 def test_the_lab_has_two_or_more_serving_hosts():
     assert len(GPU_HOSTS) >= 2, GPU_HOSTS
+
+
+@pytest.mark.parametrize("host", LAB_HOSTS)
+def test_the_host_uses_the_inventorys_runtime_root_only(host):
+    root = runtime_root(host)
+    record = json.loads(on_host(host, "cat", "/etc/ansible/facts.d/autoglm_runtime.fact"))
+    assert record["root"] == root and record["python"] == root + "/venv/bin/python", record
+    on_host(host, root + "/venv/bin/python", "-c", "import docker, pynvml")
+    if root != DEFAULT_ROOT:
+        leftover = subprocess.run(["docker", "exec", host, "test", "-e", DEFAULT_ROOT], check=False)
+        assert leftover.returncode == 1, "%s has %s although its runtime root is %s" % (host, DEFAULT_ROOT, root)
 
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
