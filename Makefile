@@ -16,10 +16,10 @@ setup:  ## install what the lab and the tests need (packages, Docker engine, .ve
 	@scripts/setup.sh
 
 lab: setup  ## bring up the local lab fleet and run site.yml on it
-	@ansible-playbook playbooks/lab.yml
+	@ansible-playbook lab/playbooks/lab.yml
 
 lab-down:  ## remove the lab hosts, their volumes and network
-	@ansible-playbook playbooks/lab_down.yml
+	@ansible-playbook lab/playbooks/lab_down.yml
 
 test: setup  ## every test tier (what .ci/run runs)
 	@scripts/test.sh lint sanity unit argspecs build molecule e2e

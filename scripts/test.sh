@@ -16,7 +16,7 @@ tier_sanity() { scripts/sanity.sh; }
 # compiler (imported by the model server) refuses to load after that.
 tier_unit() {
   local rc=0 part
-  for part in "tests/unit" "containers/model-server/tests"; do
+  for part in "tests/unit lab/tests" "containers/model-server/tests"; do
     step "pytest $part"
     # shellcheck disable=SC2086
     pytest $part; local prc=$?
@@ -36,7 +36,7 @@ tier_molecule() {
   done
   return "$rc"
 }
-tier_e2e() { scripts/lab-e2e.sh; }
+tier_e2e() { lab/scripts/e2e.sh; }
 
 declare -a rows=()
 failed=0

@@ -1,4 +1,4 @@
-"""The lab end to end, after `playbooks/lab.yml` has run on it (scripts/lab-e2e.sh runs these).
+"""The lab end to end, after `lab/playbooks/lab.yml` has run on it (lab/scripts/e2e.sh runs these).
 
 Real parts only: the official `openai` client talks to the model server on every GPU-group host over the
 lab network; `docker` on the controller execs into the lab hosts to read what their engines run; the
@@ -22,7 +22,7 @@ from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
 
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
 CONTAINER = "autoglm-model-server"
-# The lab's API key: playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
+# The lab's API key: lab/playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
 API_KEY = (ROOT / ".cache" / "lab-secrets" / "api-key").read_text().strip()
 DEFAULT_ROOT = "/opt/autoglm"
 

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-name: lab
+name: autoglm_lab
 short_description: The local lab fleet of autoglm.fleet, sized by a variable
 description:
-  - Describes the lab fleet that C(playbooks/lab.yml) runs as containers on the controller, with one or more
+  - Describes the lab fleet that C(lab/playbooks/lab.yml) runs as containers on the controller, with one or more
     registry hosts and a number of GPU-group hosts (no GPU, CPU mode), the first of which form the C(canary) group.
     The first registry host is also the C(model_build) host, which builds and publishes the model server image.
   - Sets C(lab_mirror_name) and C(lab_mirror_address) for the lab's model mirror (an nginx container at .250).
@@ -20,7 +20,7 @@ options:
     description: Marks the file as this plugin's.
     type: str
     required: true
-    choices: [autoglm.fleet.lab]
+    choices: [autoglm_lab]
   gpu_hosts:
     description: How many hosts the C(gpu_hosts) group has.
     type: int
@@ -55,11 +55,11 @@ options:
 
 EXAMPLES = r"""
 # inventories/lab/fleet.autoglm_lab.yml
-plugin: autoglm.fleet.lab
+plugin: autoglm_lab
 gpu_hosts: 2
 
 # The same lab with six GPU hosts, for one run:
-#   AUTOGLM_LAB_GPU_HOSTS=6 ansible-playbook playbooks/lab.yml
+#   AUTOGLM_LAB_GPU_HOSTS=6 ansible-playbook lab/playbooks/lab.yml
 """
 
 import ipaddress
@@ -73,7 +73,7 @@ MIRROR_OFFSET = 250
 
 
 class InventoryModule(BaseInventoryPlugin):
-    NAME = "autoglm.fleet.lab"
+    NAME = "autoglm_lab"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(("autoglm_lab.yml", "autoglm_lab.yaml"))
@@ -88,16 +88,16 @@ class InventoryModule(BaseInventoryPlugin):
         try:
             net = ipaddress.ip_network(self.get_option("subnet"))
         except ValueError as exc:
-            raise AnsibleParserError("autoglm.fleet.lab: subnet is not a valid network: %s" % exc) from exc
+            raise AnsibleParserError("autoglm_lab: subnet is not a valid network: %s" % exc) from exc
         if net.version != 4 or net.prefixlen > 24:
-            raise AnsibleParserError("autoglm.fleet.lab: subnet must be an IPv4 network of /24 or larger")
+            raise AnsibleParserError("autoglm_lab: subnet must be an IPv4 network of /24 or larger")
         if not 1 <= gpu <= 200 or not 1 <= registry <= 10:
             raise AnsibleParserError(
-                "autoglm.fleet.lab: gpu_hosts must be 1..200 and registry_hosts 1..10 "
+                "autoglm_lab: gpu_hosts must be 1..200 and registry_hosts 1..10 "
                 "(set them in %s or with AUTOGLM_LAB_GPU_HOSTS)" % path
             )
         if not 0 <= canary <= gpu:
-            raise AnsibleParserError("autoglm.fleet.lab: canary_hosts must be between 0 and gpu_hosts (%d)" % gpu)
+            raise AnsibleParserError("autoglm_lab: canary_hosts must be between 0 and gpu_hosts (%d)" % gpu)
 
         for group in ("lab", "registry", "gpu_hosts", "canary", "model_build"):
             self.inventory.add_group(group)

@@ -5,7 +5,7 @@
 # their signature, and the runtime root. Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless
 # E2E_INVENTORY says otherwise.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 inventory=${E2E_INVENTORY:-tests/e2e}
 logs=.cache/e2e && mkdir -p "$logs"
@@ -25,12 +25,12 @@ check_recap() {
 }
 
 step "e2e: remove any earlier e2e lab (bare hosts)"
-ansible-playbook -i "$inventory" playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
+ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
 
 for run in 1 2; do
   step "e2e: lab.yml, run $run (log: $logs/run$run.log)"
   start=$(date +%s)
-  ansible-playbook -i "$inventory" playbooks/lab.yml > "$logs/run$run.log" 2>&1 \
+  ansible-playbook -i "$inventory" lab/playbooks/lab.yml > "$logs/run$run.log" 2>&1 \
     || { tail -n 60 "$logs/run$run.log"; die "lab.yml run $run failed"; }
   info "took $(( $(date +%s) - start ))s"
   if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
@@ -49,4 +49,4 @@ step "e2e: the serving fleet (pytest tests/e2e)"
 E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e || die "the serving fleet failed its checks (above)"
 
 step "e2e: remove the e2e lab"
-ansible-playbook -i "$inventory" playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
+ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }

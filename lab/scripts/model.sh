@@ -3,10 +3,10 @@
 #   .cache/lab-model/keys/model.{key,pub}   the signing key pair (made once, never overwritten)
 #   .cache/lab-model/mirror/tiny/           a tiny random-init GLM-4.1V (Open-AutoGLM's architecture: a vision-
 #                                           language model) with tokenizer, processor and chat template; model.sig
-# The lab mirror (nginx, containers/lab-mirror) serves .cache/lab-model/mirror read-only.
+# The lab mirror (nginx, lab/images/lab-mirror) serves .cache/lab-model/mirror read-only.
 # Nothing is downloaded: the weights are random (seed 0), the tokenizer is trained on a built-in text.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 py=.venv/bin/python
 out=.cache/lab-model

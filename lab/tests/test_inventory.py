@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def inventory(tmp_path, text, **env):
     src = tmp_path / "fleet.autoglm_lab.yml"
-    src.write_text("plugin: autoglm.fleet.lab\n" + text)
+    src.write_text("plugin: autoglm_lab\n" + text)
     run = subprocess.run(
         [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(src), "--list"],
         capture_output=True, text=True, cwd=ROOT, check=False,
