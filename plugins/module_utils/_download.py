@@ -43,7 +43,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir, write_atomic
 
 BLOCK = 1024 * 1024
 PARTIAL_DIR = ".partial"
@@ -357,13 +357,6 @@ def _pwrite_all(fd, data, offset):
         offset += n
 
 
-def _write_json_atomic(path, data):
-    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 class FileJob:
     """State of one file: its part file, its finished chunks and its hashing cursor."""
 
@@ -428,10 +421,11 @@ class FileJob:
             self.fd = None
 
     def save_state(self):
-        _write_json_atomic(self.state_path, {
+        # not fsynced: the chunks it lists are not either; after a crash the digest decides what is kept
+        write_atomic(self.state_path, json.dumps({
             "version": STATE_VERSION, "size": self.size, "sha256": self.sha256,
             "chunk_size": self.chunk_size, "done": sorted(self.done),
-        })
+        }), mode=0o600, durable=False)
 
     def mark_done(self, i):
         with self.lock:

@@ -21,10 +21,13 @@ description:
   - A missing file is created (with its parent directory) only when the result has at least one key. An empty
     file counts as C({}). A malformed file (invalid JSON, or JSON that is not an object) fails with a message
     naming the file and the line and column of the parse error; nothing is written.
-  - The new content goes to a temporary file in the same directory, which is fsynced, given the mode and owner
-    of the existing file, validated, and then renamed over the old file. A validation failure removes the
-    temporary file and leaves the old file untouched. When O(path) is a symlink, the file it points to is
-    replaced and the link is kept.
+  - The new content goes to a temporary file in the same directory, which is fsynced, validated, and then moved
+    over the old file with Ansible's C(atomic_move), which keeps the old file's mode, owner, group and SELinux
+    context. A validation failure removes the temporary file and leaves the old file untouched. When O(path) is a
+    symlink, the file it points to is replaced and the link is kept.
+  - O(mode), O(owner), O(group) and the SELinux options are the usual file arguments (symbolic modes such as
+    C(u=rw,go=r) work). A new file gets mode C(0644) unless O(mode) is set; an existing file keeps its mode, owner,
+    group and context unless they are set. When they are set, they are applied whether or not the content changed.
   - Validation uses C(dockerd --validate --config-file) when the installed C(dockerd) supports it (Docker 23
     and later). Otherwise a structural check in Python verifies the type and shape of the C(daemon.json) keys
     it knows (for example C(registry-mirrors) are http(s) URLs, C(log-opts) values are strings, C(data-root)
@@ -39,7 +42,9 @@ description:
 author:
   - autoglm.fleet contributors (@autoglm)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - ansible.builtin.files
+  - autoglm.fleet.attributes
+  - autoglm.fleet.attributes.files
 attributes:
   check_mode:
     support: full
@@ -50,8 +55,10 @@ attributes:
     support: full
     details:
       - Before and after are the pretty-printed JSON; both headers are O(path).
-  platform:
-    platforms: posix
+  idempotent:
+    support: full
+  safe_file_operations:
+    support: full
 options:
   path:
     description:
@@ -79,7 +86,7 @@ options:
   backup:
     description:
       - Before replacing an existing file, copy it next to itself as C(<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~)
-        (the name M(ansible.builtin.copy) uses) and return the copy's path in RV(backup_file).
+        (Ansible's C(backup_local), as M(ansible.builtin.copy) does) and return the copy's path in RV(backup_file).
     type: bool
     default: true
   validate:
@@ -100,24 +107,6 @@ options:
       - By default C(dockerd) is looked up in E(PATH), C(/usr/bin) and C(/usr/sbin). When it is missing or has no
         C(--validate), the structural check is used.
     type: path
-  mode:
-    description:
-      - Permissions of the file when this module creates it, as an octal string such as C('0644').
-      - An existing file keeps its mode.
-    type: raw
-    default: '0644'
-  owner:
-    description:
-      - Owner (name or uid) of the file when this module creates it; by default the user the module runs as
-        (root with become).
-      - An existing file keeps its owner.
-    type: str
-  group:
-    description:
-      - Group (name or gid) of the file when this module creates it; by default the primary group of the user
-        the module runs as.
-      - An existing file keeps its group.
-    type: str
 notes:
   - Restart Docker only when C(changed) is true, for example through a handler.
 seealso:
@@ -201,11 +190,8 @@ validated_with:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_config import (
-    DaemonConfigError,
-    apply,
-    select_validator,
-)
+from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_config import DaemonConfigError, apply
+from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_schema import select_validator
 
 
 def main():
@@ -218,10 +204,8 @@ def main():
             "validate": {"type": "bool", "default": True},
             "allow_insecure_registries": {"type": "bool", "default": False},
             "dockerd_path": {"type": "path"},
-            "mode": {"type": "raw", "default": "0644"},
-            "owner": {"type": "str"},
-            "group": {"type": "str"},
         },
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     params = module.params
@@ -241,17 +225,14 @@ def main():
 
     try:
         result = apply(
+            module,
             params["path"],
             settings=params["settings"],
             remove=params["remove"],
             backup=params["backup"],
             validate=params["validate"],
             allow_insecure_registries=params["allow_insecure_registries"],
-            mode=params["mode"],
-            owner=params["owner"],
-            group=params["group"],
             validator=validator,
-            check_mode=module.check_mode,
         )
     except DaemonConfigError as err:
         module.fail_json(msg=str(err))

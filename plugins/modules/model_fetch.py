@@ -34,7 +34,7 @@ description:
     M(ansible.builtin.get_url) fetches one file in one stream and checks one checksum.
 author: autoglm.fleet maintainers (@autoglm)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - autoglm.fleet.attributes
 attributes:
   check_mode:
     support: full
@@ -43,8 +43,10 @@ attributes:
         bytes; writes nothing.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+  idempotent:
+    support: full
+    details:
+      - Files already in O(dest) with the right digest are not fetched again.
 requirements:
   - model-signing and pyopenssl on the managed host, for signed mode (the C(runtime) venv carries both)
 options:
@@ -250,7 +252,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import FetchError, Options
-from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError, fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError
 
 
 def main():

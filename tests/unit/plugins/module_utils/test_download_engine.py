@@ -22,10 +22,8 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
     parse_content_range,
     safe_relpath,
 )
-from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import (
-    fetch_model,
-    make_unsigned,
-)
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import make_unsigned
 from fault_server import FaultServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils import _model_manifest as mm
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import FetchError, Options
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
 from fault_server import FaultServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -50,14 +51,14 @@ def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model):
     m = signed_model
     dest = tmp_path / "dest"
     with FaultServer(str(m["src"])) as srv:
-        res = mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        res = fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
         assert res["signed"] is True and res["changed"] is True
         assert sorted(f["path"] for f in res["files"]) == sorted(m["files"])
         for rel, data in m["files"].items():
             assert (dest / rel).read_bytes() == data
         assert (dest / "model.sig").read_bytes() == (m["src"] / "model.sig").read_bytes()
         assert not (dest / "manifest.json").exists()  # only what the statement lists is fetched
-        again = mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        again = fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
         assert again["changed"] is False
         assert {f["status"] for f in again["files"]} == {"present"}
 
@@ -66,7 +67,7 @@ def test_wrong_key_refused_before_any_download(tmp_path, signed_model):
     m = signed_model
     with FaultServer(str(m["src"])) as srv:
         with pytest.raises(mm.ManifestError, match="does not verify"):
-            mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["other_pub"])
+            fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["other_pub"])
         assert set(srv.requests) == {"model.sig"}  # nothing but the signature was requested
     assert not (tmp_path / "dest").exists()
 
@@ -82,7 +83,7 @@ def test_tampered_signature_refused(tmp_path, signed_model):
     sig = tmp_path / "evil.sig"
     sig.write_text(json.dumps(bundle))
     with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
-        mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"], signature=str(sig))
+        fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"], signature=str(sig))
 
 
 def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model):
@@ -90,7 +91,7 @@ def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model):
     with FaultServer(str(m["src"])) as srv:
         srv.faults.flip["model.safetensors"] = 1234
         with pytest.raises(FetchError, match=r"model\.safetensors.*SHA-256 mismatch"):
-            mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"])
+            fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"])
     assert not (tmp_path / "dest" / "model.safetensors").exists()
 
 
@@ -100,31 +101,40 @@ def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model):
     dest.mkdir()
     (dest / "intruder.py").write_text("print('hi')\n")
     with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
-        mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
 
 
 def test_unsigned_refused_unless_allowed(tmp_path, signed_model):
     m = signed_model
     with FaultServer(str(m["src"])) as srv:
         with pytest.raises(mm.ManifestError, match="require_signature"):
-            mm.fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts())
-        res = mm.fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts(), require_signature=False)
+            fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts())
+        res = fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts(), require_signature=False)
     assert res["signed"] is False and res["unsigned_manifest"] is True
 
 
-def test_missing_library_message(monkeypatch, tmp_path, signed_model):
-    import builtins
-
-    real = builtins.__import__
-
-    def fake(name, *a, **kw):
-        if name.startswith("model_signing"):
-            raise ImportError("No module named 'OpenSSL'")
-        return real(name, *a, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(mm.ManifestError, match=r"install model-signing and pyopenssl in the runtime venv"):
-        mm.fetch_model(str(tmp_path / "d"), [{"url": "http://127.0.0.1:9"}], opts(), public_key=signed_model["pub"])
+def test_missing_library_message(tmp_path, signed_model):
+    """A host whose model_signing cannot be imported (here: one that needs the missing OpenSSL module)."""
+    broken = tmp_path / "site" / "model_signing"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError(\"No module named 'OpenSSL'\")\n")
+    program = (
+        "import sys\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._download import Options\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError\n"
+        "try:\n"
+        "    fetch_model(sys.argv[1], [{'url': 'http://127.0.0.1:9'}], Options(), public_key=sys.argv[2])\n"
+        "except ManifestError as exc:\n"
+        "    print(exc)\n"
+    )
+    path = [str(tmp_path / "site"), os.path.join(REPO, ".cache", "collections")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "d"), signed_model["pub"]],
+                          capture_output=True, text=True, env=env, check=True)
+    assert "No module named 'OpenSSL'" in proc.stdout
+    assert "install model-signing and pyopenssl in the runtime venv" in proc.stdout
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(
