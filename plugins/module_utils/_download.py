@@ -309,9 +309,9 @@ class Options:
         self.progress = progress  # callable(path, done_bytes, size) or None
 
 
-def backoff_delay(attempt, base, cap):
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))  # noqa: S311 - jitter, not crypto
+def backoff_delay(attempt, base, cap, rng=random):
+    """Exponential backoff with full jitter: ``rng.uniform(0, min(cap, base * 2**attempt))``."""
+    return rng.uniform(0, min(cap, base * (2 ** attempt)))
 
 
 def sha256_file(path):

@@ -146,6 +146,7 @@ class FaultServer(ThreadingHTTPServer):
         self.served = {}
         self.requests = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.started = self.closed = False
 
     def handle_error(self, request, client_address):
         pass  # clients that hang up (on purpose, in the fault tests) are not errors here
@@ -154,10 +155,24 @@ class FaultServer(ThreadingHTTPServer):
     def url(self):
         return "http://127.0.0.1:%d" % self.server_address[1]
 
-    def __enter__(self):
-        self.thread.start()
+    def start(self):
+        if not self.started:
+            self.started = True
+            self.thread.start()
         return self
 
-    def __exit__(self, *exc):
-        self.shutdown()
+    def close(self):
+        """Stop serving and close the socket; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.started:
+            self.shutdown()
+            self.thread.join()
         self.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()

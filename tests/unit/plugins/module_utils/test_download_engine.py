@@ -3,14 +3,13 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
     DROP_LAG,
     Engine,
@@ -23,10 +22,8 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
     safe_relpath,
 )
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
-from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import make_unsigned
-from fault_server import FaultServer
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError, make_unsigned
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 CHUNK = 64 * 1024
 
 
@@ -73,10 +70,10 @@ def assert_same(dest, files):
     assert not os.path.exists(os.path.join(dest, ".partial"))
 
 
-def test_fetch_then_idempotent(tmp_path, model):
+def test_fetch_then_idempotent(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         first = run(dest, [{"url": srv.url}], manifest)
         assert first["changed"] is True
         assert {f["status"] for f in first["files"]} == {"fetched"}
@@ -91,12 +88,12 @@ def test_fetch_then_idempotent(tmp_path, model):
         assert srv.served == served  # nothing fetched again
 
 
-def test_check_mode_reports_and_writes_nothing(tmp_path, model):
+def test_check_mode_reports_and_writes_nothing(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     (dest).mkdir()
     (dest / "config.json").write_bytes(files["config.json"])
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest, check_mode=True)
         assert res["changed"] is True
         status = {f["path"]: f["status"] for f in res["files"]}
@@ -105,18 +102,19 @@ def test_check_mode_reports_and_writes_nothing(tmp_path, model):
         expected = sum(len(d) for r, d in files.items() if r != "config.json")
         assert res["totals"]["bytes"] == expected
         assert sorted(os.listdir(dest)) == ["config.json"]
-        assert sum(srv.served.values()) <= 3  # probes only: one byte per file at most
+        # probes only: one byte of each file to fetch (the empty one answers 416 with no body)
+        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1}
 
 
 @pytest.mark.parametrize(
     "fault",
     ["drop_once", "status500", "bad_content_range_once", "short_length_once"],
 )
-def test_transient_faults_are_retried(tmp_path, model, fault):
+def test_transient_faults_are_retried(tmp_path, model, fault, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         f = srv.faults
         if fault == "drop_once":
             f.drop_once[big] = 200 * 1024 + 17
@@ -129,7 +127,7 @@ def test_transient_faults_are_retried(tmp_path, model, fault):
 
         if fault in ("bad_content_range_once", "short_length_once"):
             # persistent on the first source: the file fails over to the second, healthy one
-            with FaultServer(str(src)) as good:
+            with mirror(src) as good:
                 res = run(dest, [{"url": srv.url}, {"url": good.url}], manifest)
                 by = {r["path"]: r for r in res["files"]}
                 assert by[big]["source"] == good.url
@@ -138,11 +136,11 @@ def test_transient_faults_are_retried(tmp_path, model, fault):
     assert_same(dest, files)
 
 
-def test_range_ignored_falls_back_to_one_stream(tmp_path, model):
+def test_range_ignored_falls_back_to_one_stream(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.ignore_range.add(big)
         res = run(dest, [{"url": srv.url}], manifest)
         assert srv.requests[big] == 2  # the probe, then one stream
@@ -151,11 +149,11 @@ def test_range_ignored_falls_back_to_one_stream(tmp_path, model):
 
 
 @pytest.mark.parametrize("fault", ["flip", "html", "drop_always", "status404"])
-def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault):
+def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault, mirror):
     src, _files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         if fault == "flip":
             srv.faults.flip[big] = 300000
         elif fault == "html":
@@ -174,11 +172,11 @@ def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault):
     assert not (dest / big).exists()  # a tampered or partial file never reaches its final path
 
 
-def test_failover_after_tampered_mirror(tmp_path, model):
+def test_failover_after_tampered_mirror(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as bad, FaultServer(str(src)) as good:
+    with mirror(src) as bad, mirror(src) as good:
         bad.faults.flip[big] = 5
         res = run(dest, [{"url": bad.url}, {"url": good.url}], manifest)
     by = {r["path"]: r for r in res["files"]}
@@ -187,29 +185,25 @@ def test_failover_after_tampered_mirror(tmp_path, model):
     assert_same(dest, files)
 
 
-def test_failover_from_dead_mirror_and_file_source(tmp_path, model):
+def test_failover_from_dead_mirror_and_file_source(tmp_path, model, dead_url):
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    res = run(dest, [{"url": dead}, {"type": "file", "url": "file://%s" % src}], manifest, retries=1)
+    res = run(dest, [{"url": dead_url}, {"type": "file", "url": "file://%s" % src}], manifest, retries=1)
     assert {r["source"] for r in res["files"]} == {"file://%s" % src}
     assert_same(dest, files)
 
 
-def test_not_enough_space(tmp_path, model, monkeypatch):
+def test_not_enough_space(tmp_path, model, monkeypatch, mirror):
     src, _files, manifest = model
-    import shutil
-
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         with pytest.raises(FetchError, match="not enough free space"):
             run(tmp_path / "dest", [{"url": srv.url}], manifest)
-        assert srv.served.get("model-00001.safetensors", 0) <= 1  # only the one-byte probe
+        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1, "config.json": 1}  # probes
     assert not (tmp_path / "dest" / ".partial").exists()
 
 
-def test_resume_reuses_finished_chunks(tmp_path, model):
+def test_resume_reuses_finished_chunks(tmp_path, model, mirror):
     """A state file from an earlier run: only missing chunks are fetched, the prefix hashed once."""
     src, files, manifest = model
     dest = tmp_path / "dest"
@@ -225,7 +219,7 @@ def test_resume_reuses_finished_chunks(tmp_path, model):
     (dest / ".partial" / (big + ".state")).write_text(json.dumps({
         "version": 1, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         "chunk_size": CHUNK, "done": done}))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest)
         by = {r["path"]: r for r in res["files"]}
         assert by[big]["status"] == "resumed"
@@ -234,7 +228,7 @@ def test_resume_reuses_finished_chunks(tmp_path, model):
     assert_same(dest, files)
 
 
-def test_stale_state_is_discarded(tmp_path, model):
+def test_stale_state_is_discarded(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
@@ -242,13 +236,13 @@ def test_stale_state_is_discarded(tmp_path, model):
     (dest / ".partial" / (big + ".part")).write_bytes(b"x" * 10)
     (dest / ".partial" / (big + ".state")).write_text(json.dumps({
         "version": 1, "size": 10, "sha256": "0" * 64, "chunk_size": CHUNK, "done": [0]}))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest)
     assert {r["path"]: r["status"] for r in res["files"]}[big] == "fetched"
     assert_same(dest, files)
 
 
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, mirror, repo_root):
     """Kill the CLI mid-file; the second run fetches only what was not finished (plus in-flight chunks)."""
     src = tmp_path / "src"
     src.mkdir()
@@ -260,10 +254,10 @@ def test_resume_after_sigkill(tmp_path):
     dest = tmp_path / "dest"
     state = dest / ".partial" / "w.bin.state"
     connections = 4
-    argv = [sys.executable, os.path.join(REPO, "scripts", "model-fetch"), "--dest", str(dest),
+    argv = [sys.executable, str(repo_root / "scripts" / "model-fetch"), "--dest", str(dest),
             "--manifest", str(manifest), "--allow-unsigned", "--chunk-size", str(CHUNK),
             "--connections", str(connections), "--quiet"]
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.delay = 0.05  # ~1.3 MiB/s per connection: the file would take about 0.6 s
         proc = subprocess.Popen([*argv, "--source", srv.url], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -304,7 +298,7 @@ def _record_fadvise(monkeypatch, fail=False):
     return calls
 
 
-def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
+def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch, mirror):
     """Each hashed chunk starts its writeback at once; chunks DROP_LAG behind the cursor are dropped."""
     calls = _record_fadvise(monkeypatch)
     src = tmp_path / "src"
@@ -315,7 +309,7 @@ def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(make_unsigned(str(src))))
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         run(dest, [{"url": srv.url}], str(manifest))
     assert (dest / "w.bin").read_bytes() == data
     assert {c[2] for c in calls} == {os.POSIX_FADV_DONTNEED}
@@ -329,7 +323,7 @@ def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["refused", "missing"])
-def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode):
+def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode, mirror):
     """posix_fadvise is a hint: refused (an FS without it) or absent (not Linux), the fetch is the same."""
     if mode == "refused":
         _record_fadvise(monkeypatch, fail=True)
@@ -337,20 +331,20 @@ def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode
         monkeypatch.delattr(os, "posix_fadvise", raising=False)
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.ignore_range.add("model-00001.safetensors")  # the one-stream path drops behind too
         res = run(dest, [{"url": srv.url}], manifest)
     assert res["totals"]["fetched"] == 4
     assert_same(dest, files)
 
 
-def test_rate_limit_caps_throughput(tmp_path):
+def test_rate_limit_caps_throughput(tmp_path, mirror):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.bin").write_bytes(os.urandom(512 * 1024))
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(make_unsigned(str(src))))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         t0 = time.monotonic()
         run(tmp_path / "dest", [{"url": srv.url}], str(manifest), rate_limit=1024 * 1024)
         elapsed = time.monotonic() - t0
@@ -396,45 +390,48 @@ def test_source_rejects_bad_scheme():
         Source("http", "ftp://x", "m")
 
 
-@pytest.mark.parametrize("attempt", [0, 1, 5, 20])
-def test_backoff_is_bounded(attempt):
-    for _attempt in range(20):
-        assert 0 <= backoff_delay(attempt, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** attempt)
+class RecordingRandom:
+    """Stands in for the random module: records the range each jitter was drawn from, returns its top."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def uniform(self, low, high):
+        self.ranges.append((low, high))
+        return high
 
 
-def test_engine_plan_reports_missing_file(tmp_path, model):
+def test_backoff_doubles_from_base_up_to_the_cap_with_full_jitter():
+    rng = RecordingRandom()
+    delays = [backoff_delay(attempt, 0.5, 4.0, rng=rng) for attempt in range(7)]
+    assert rng.ranges == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 4.0), (0, 4.0), (0, 4.0), (0, 4.0)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+
+
+def test_engine_plan_reports_missing_file(tmp_path, model, mirror):
     src = model[0]
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         eng = Engine(str(tmp_path / "d"), [Source("http", srv.url)], opts())
         with pytest.raises(FetchError, match=r"no source has nope\.bin"):
             eng.plan([{"path": "nope.bin", "sha256": "0" * 64, "size": None}])
 
 
-def test_retries_on_a_refused_mirror_then_failover_over_http(tmp_path, model):
+def test_retries_on_a_refused_mirror_then_failover_over_http(tmp_path, model, mirror, dead_url):
     """A refused connection leaves http.client mid-request; a retry must not reuse it (CannotSendRequest)."""
     src, files, manifest = model
-    with open(manifest, "rb") as f, open(os.path.join(str(src), "manifest.json"), "wb") as out:
-        out.write(f.read())
-    files = dict(files, **{"manifest.json": open(manifest, "rb").read()})  # noqa: SIM115 - tiny file
+    shutil.copy(manifest, os.path.join(str(src), "manifest.json"))
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    with FaultServer(str(src)) as good:
-        res = fetch_model(str(dest), [{"url": dead}, {"url": good.url}], opts(retries=2), manifest="manifest.json",
-                          require_signature=False)
+    with mirror(src) as good:
+        res = fetch_model(str(dest), [{"url": dead_url}, {"url": good.url}], opts(retries=2),
+                          manifest="manifest.json", require_signature=False)
         assert {r["source"] for r in res["files"]} == {good.url}
-    for rel, data in files.items():
-        if rel != "manifest.json":
-            with open(os.path.join(dest, rel), "rb") as f:
-                assert f.read() == data, rel
+    assert_same(dest, files)
 
 
-def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, model):
-    src, _files, _manifest = model
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    with pytest.raises(Exception) as err:
-        fetch_model(str(tmp_path / "dest"), [{"url": dead}], opts(retries=2), manifest="manifest.json",
+def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, dead_url):
+    with pytest.raises(ManifestError) as err:
+        fetch_model(str(tmp_path / "dest"), [{"url": dead_url}], opts(retries=2), manifest="manifest.json",
                     require_signature=False)
     assert "CannotSendRequest" not in repr(err.value) and "Request-sent" not in str(err.value)
     assert "refused" in str(err.value).lower()
+    assert "no source has the manifest manifest.json" in str(err.value)

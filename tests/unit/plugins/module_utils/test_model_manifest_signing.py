@@ -1,21 +1,17 @@
 """Signed mode: a model the test signs with its own EC P-256 key, served over loopback."""
 
+import base64
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils import _model_manifest as mm
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import FetchError, Options
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
-from fault_server import FaultServer
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 
 def keypair(path, name):
@@ -29,7 +25,7 @@ def keypair(path, name):
 
 
 @pytest.fixture(scope="module")
-def signed_model(tmp_path_factory):
+def signed_model(tmp_path_factory, repo_root):
     root = tmp_path_factory.mktemp("signed")
     src = root / "src"
     (src / "sub").mkdir(parents=True)
@@ -38,7 +34,7 @@ def signed_model(tmp_path_factory):
         (src / rel).write_bytes(data)
     priv, pub = keypair(root, "signer")
     other_pub = keypair(root, "other")[1]
-    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "model-sign"), "sign", str(src),
+    subprocess.run([sys.executable, str(repo_root / "scripts" / "model-sign"), "sign", str(src),
                     "--private-key", priv, "--manifest"], check=True, capture_output=True)
     return {"src": src, "files": files, "pub": pub, "other_pub": other_pub}
 
@@ -47,10 +43,10 @@ def opts():
     return Options(chunk_size=64 * 1024, connections=3, retries=2, backoff=0.01, backoff_max=0.02, timeout=5)
 
 
-def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model):
+def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model, mirror):
     m = signed_model
     dest = tmp_path / "dest"
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         res = fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
         assert res["signed"] is True and res["changed"] is True
         assert sorted(f["path"] for f in res["files"]) == sorted(m["files"])
@@ -63,57 +59,55 @@ def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model):
         assert {f["status"] for f in again["files"]} == {"present"}
 
 
-def test_wrong_key_refused_before_any_download(tmp_path, signed_model):
+def test_wrong_key_refused_before_any_download(tmp_path, signed_model, mirror):
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         with pytest.raises(mm.ManifestError, match="does not verify"):
             fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["other_pub"])
         assert set(srv.requests) == {"model.sig"}  # nothing but the signature was requested
     assert not (tmp_path / "dest").exists()
 
 
-def test_tampered_signature_refused(tmp_path, signed_model):
+def test_tampered_signature_refused(tmp_path, signed_model, mirror):
     m = signed_model
     bundle = json.loads((m["src"] / "model.sig").read_text())
-    import base64
-
     payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     payload["predicate"]["resources"][0]["digest"] = "0" * 64
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
     sig = tmp_path / "evil.sig"
     sig.write_text(json.dumps(bundle))
-    with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
         fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"], signature=str(sig))
 
 
-def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model):
+def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mirror):
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         srv.faults.flip["model.safetensors"] = 1234
         with pytest.raises(FetchError, match=r"model\.safetensors.*SHA-256 mismatch"):
             fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"])
     assert not (tmp_path / "dest" / "model.safetensors").exists()
 
 
-def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model):
+def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model, mirror):
     m = signed_model
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "intruder.py").write_text("print('hi')\n")
-    with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
         fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
 
 
-def test_unsigned_refused_unless_allowed(tmp_path, signed_model):
+def test_unsigned_refused_unless_allowed(tmp_path, signed_model, mirror):
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         with pytest.raises(mm.ManifestError, match="require_signature"):
             fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts())
         res = fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts(), require_signature=False)
     assert res["signed"] is False and res["unsigned_manifest"] is True
 
 
-def test_missing_library_message(tmp_path, signed_model):
+def test_missing_library_message(tmp_path, signed_model, collections_dir):
     """A host whose model_signing cannot be imported (here: one that needs the missing OpenSSL module)."""
     broken = tmp_path / "site" / "model_signing"
     broken.mkdir(parents=True)
@@ -128,7 +122,7 @@ def test_missing_library_message(tmp_path, signed_model):
         "except ManifestError as exc:\n"
         "    print(exc)\n"
     )
-    path = [str(tmp_path / "site"), os.path.join(REPO, ".cache", "collections")]
+    path = [str(tmp_path / "site"), str(collections_dir)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "d"), signed_model["pub"]],
                           capture_output=True, text=True, env=env, check=True)
