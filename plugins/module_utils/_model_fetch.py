@@ -24,6 +24,7 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import write
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import (
     ManifestError,
     build_sources,
+    check_binding,
     parse_unsigned,
     require_model_signing,
     verify_directory,
@@ -68,9 +69,10 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
         sig_bytes, sig_origin = _load_bytes(signature, srcs, engine, "signature")
         tmp = write_temp(tempfile.gettempdir(), sig_bytes, "model-sig-check", durable=False)
         try:
-            files, serialization = verify_signature(tmp, public_key)
+            files, serialization, binding = verify_signature(tmp, public_key, label=sig_origin)
         finally:
             os.unlink(tmp)
+        check_binding(binding, model_id, revision, sig_origin)
     elif require_signature:
         raise ManifestError("no public_key given and require_signature is true; give public_key (and the "
                             "signature), or set require_signature: false (--allow-unsigned on the CLI) to accept an "

@@ -4,8 +4,9 @@
 """What a model consists of: signed statements (OpenSSF model_signing), unsigned manifests, sources.
 
 Signed mode reads a ``model_signing sign key`` bundle, verifies its DSSE signature against the public
-key BEFORE anything is downloaded and takes the file list and SHA-256 digests from the in-toto
-statement's resources. After the files are placed, ``verify_directory`` runs the library's own verify
+key BEFORE anything is downloaded, checks that the statement is for the model id and revision asked for
+(``scripts/model-sign`` records them in the predicate) and takes the file list and SHA-256 digests from
+the in-toto statement's resources. After the files are placed, ``verify_directory`` runs the library's own verify
 over the directory, so what sits on disk is exactly what was signed.
 """
 
@@ -31,6 +32,9 @@ MISSING_LIBRARY = ("the model_signing library could not be imported (%s); instal
                    "in the runtime venv (pip install model-signing pyopenssl), or set require_signature: false "
                    "with an unsigned manifest")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+# The predicate field scripts/model-sign records the model id and revision in (model_signing's v1.0
+# predicate lets verifiers ignore fields they do not know).
+BINDING = "autoglm_model"
 
 
 class ManifestError(Exception):
@@ -110,12 +114,49 @@ def require_model_signing():
         raise ManifestError(MISSING_LIBRARY % MODEL_SIGNING_IMPORT_ERROR)
 
 
-def verify_signature(signature_path, public_key_path):
-    """Verify a key-mode bundle and return ``(files, serialization)`` from its signed statement.
+def _binding(signature, signature_path):
+    """The ``{model_id, revision}`` the signer recorded in the statement just verified, or None."""
+    try:
+        predicate = json.loads(signature.bundle.dsse_envelope.payload)["predicate"]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ManifestError("cannot read the signed statement of %s: %s" % (signature_path, exc)) from exc
+    record = predicate.get(BINDING) if isinstance(predicate, dict) else None
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record.get(k)
+                                               for k in ("model_id", "revision")):
+        raise ManifestError("the signature %s has a malformed %r record (%r); re-sign the model with "
+                            "scripts/model-sign" % (signature_path, BINDING, record))
+    return {"model_id": record["model_id"], "revision": record["revision"]}
+
+
+def check_binding(binding, model_id, revision, signature_ref):
+    """Refuse a signature that is not for ``model_id`` at ``revision``, naming what it is for and what was asked."""
+    if binding is None:
+        raise ManifestError("the signature %s does not say which model and revision it is for (it was made by an "
+                            "older scripts/model-sign or by model_signing directly), so a mirror could pass off "
+                            "another model or revision with it; re-sign the model with `scripts/model-sign sign "
+                            "MODEL --private-key KEY --model-id %s --revision %s`; nothing was downloaded"
+                            % (signature_ref, model_id or "ORG/NAME", revision))
+    signed_for = "model %s revision %s" % (binding["model_id"], binding["revision"])
+    if not model_id:
+        raise ManifestError("model_id is empty, and signed mode checks that the signature is for the model asked "
+                            "for: set model_id (and revision); the signature %s is for %s; nothing was downloaded"
+                            % (signature_ref, signed_for))
+    if (binding["model_id"], binding["revision"]) != (model_id, revision):
+        raise ManifestError("the signature %s is for %s, but model_id %s revision %s was asked for: the mirror "
+                            "serves another model or revision (or model_id/revision are wrong); nothing was "
+                            "downloaded" % (signature_ref, signed_for, model_id, revision))
+
+
+def verify_signature(signature_path, public_key_path, label=None):
+    """Verify a key-mode bundle and return ``(files, serialization, binding)`` from its signed statement.
 
     ``files`` is a list of ``{path, size: None, sha256}`` (the statement carries no sizes; the engine
-    learns them from the sources).
+    learns them from the sources). ``binding`` is the ``{model_id, revision}`` the signer recorded, or
+    None (see check_binding). Messages name the signature ``label`` (where it came from), else its path.
     """
+    label = label or signature_path
     require_model_signing()
     try:
         verifier = sign_ec_key.Verifier(pathlib.Path(public_key_path))
@@ -126,13 +167,13 @@ def verify_signature(signature_path, public_key_path):
         signature = sign_sigstore_pb.Signature.read(pathlib.Path(signature_path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ManifestError("cannot read the signature %s: %s; it must be a bundle written by "
-                            "`model_signing sign key`" % (signature_path, exc)) from exc
+                            "`model_signing sign key`" % (label, exc)) from exc
     try:
         manifest = verifier.verify(signature)
     except Exception as exc:  # cryptography's InvalidSignature, ValueError on key mismatch
         raise ManifestError("the signature %s does not verify with the public key %s (%s: %s); the model "
                             "was not signed by that key or was altered; nothing was downloaded"
-                            % (signature_path, public_key_path, type(exc).__name__, exc or "bad signature")) from exc
+                            % (label, public_key_path, type(exc).__name__, exc or "bad signature")) from exc
     serialization = manifest.serialization_type
     if serialization.get("method") != "files" or serialization.get("hash_type") != "sha256":
         raise ManifestError("the signature uses %s/%s serialization; model_fetch needs per-file SHA-256 (the "
@@ -147,7 +188,7 @@ def verify_signature(signature_path, public_key_path):
         files.append({"path": rd.identifier, "size": None, "sha256": rd.digest.digest_hex})
     if not files:
         raise ManifestError("the signed statement lists no files")
-    return files, serialization
+    return files, serialization, _binding(signature, label)
 
 
 def verify_directory(directory, signature_path, public_key_path, serialization, ignore=()):

@@ -14,8 +14,10 @@ description:
   - Places a model (a directory of weight, config and tokenizer files) in O(dest), fetched from an ordered list of
     O(sources), and checks every byte against SHA-256 digests it trusts.
   - Signed mode (the default) reads the bundle written by C(model_signing sign key) (OpenSSF model-signing, key
-    mode) and verifies it with O(public_key) B(before) anything is downloaded. The file list and the SHA-256 of
-    every file come from the signed in-toto statement. After the files are placed, the library's own verify runs
+    mode) and verifies it with O(public_key) B(before) anything is downloaded. The signed statement must be for
+    O(model_id) at O(revision) (C(scripts/model-sign) records both); a signature for any other model or revision
+    is refused before anything is downloaded, naming both. The file list and the SHA-256 of every file come from
+    the signed in-toto statement. After the files are placed, the library's own verify runs
     over O(dest), so extra, missing or changed files fail the task. The verified bundle is kept as
     C(<dest>/model.sig).
   - Unsigned mode reads a JSON list of C({path, size, sha256}) (O(manifest)); it is used only with
@@ -78,12 +80,14 @@ options:
         default: http
   model_id:
     description:
-      - Model name on C(hf) and C(modelscope) sources, for example C(zai-org/GLM-4.5).
+      - Model name, for example C(zai-org/GLM-4.5). It is the path on C(hf) and C(modelscope) sources.
+      - In signed mode it is required, and the signature must be for this model (C(scripts/model-sign --model-id)).
     type: str
     default: ''
   revision:
     description:
       - Revision (branch, tag or commit) on C(hf) and C(modelscope) sources.
+      - In signed mode the signature must be for this revision (C(scripts/model-sign --revision)).
     type: str
     default: main
   public_key:

@@ -13,6 +13,8 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+MODEL_ID, REVISION = "org/signed", "r1"
+
 
 def keypair(path, name):
     key = ec.generate_private_key(ec.SECP256R1())
@@ -34,27 +36,48 @@ def signed_model(tmp_path_factory, repo_root):
         (src / rel).write_bytes(data)
     priv, pub = keypair(root, "signer")
     other_pub = keypair(root, "other")[1]
-    subprocess.run([sys.executable, str(repo_root / "scripts" / "model-sign"), "sign", str(src),
-                    "--private-key", priv, "--manifest"], check=True, capture_output=True)
-    return {"src": src, "files": files, "pub": pub, "other_pub": other_pub}
+    sign = [sys.executable, str(repo_root / "scripts" / "model-sign"), "sign"]
+    subprocess.run([*sign, str(src), "--private-key", priv, "--manifest", "--model-id", MODEL_ID,
+                    "--revision", REVISION], check=True, capture_output=True)
+    # the same key signs another model, and an older revision of this one (same files, other binding)
+    other = root / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(os.urandom(1000))
+    subprocess.run([*sign, str(other), "--private-key", priv, "--model-id", "org/other", "--revision", REVISION],
+                   check=True, capture_output=True)
+    subprocess.run([*sign, str(src), "--private-key", priv, "--signature", str(root / "r0.sig"), "--model-id",
+                    MODEL_ID, "--revision", "r0"], check=True, capture_output=True)
+    # and the library's own CLI signs it with no binding at all
+    subprocess.run([sys.executable, "-m", "model_signing", "sign", "key", str(src), "--private_key", priv,
+                    "--signature", str(root / "unbound.sig")], check=True, capture_output=True)
+    return {"src": src, "files": files, "pub": pub, "other_pub": other_pub, "priv": priv,
+            "other_sig": str(other / "model.sig"), "r0_sig": str(root / "r0.sig"),
+            "unbound_sig": str(root / "unbound.sig")}
 
 
 def opts():
     return Options(chunk_size=64 * 1024, connections=3, retries=2, backoff=0.01, backoff_max=0.02, timeout=5)
 
 
+def fetch_signed(dest, url, public_key, **kwargs):
+    """fetch_model in signed mode from one mirror, asking for MODEL_ID at REVISION unless told otherwise."""
+    kwargs.setdefault("model_id", MODEL_ID)
+    kwargs.setdefault("revision", REVISION)
+    return fetch_model(str(dest), [{"url": url}], opts(), public_key=public_key, **kwargs)
+
+
 def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model, mirror):
     m = signed_model
     dest = tmp_path / "dest"
     with mirror(m["src"]) as srv:
-        res = fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        res = fetch_signed(dest, srv.url, m["pub"])
         assert res["signed"] is True and res["changed"] is True
         assert sorted(f["path"] for f in res["files"]) == sorted(m["files"])
         for rel, data in m["files"].items():
             assert (dest / rel).read_bytes() == data
         assert (dest / "model.sig").read_bytes() == (m["src"] / "model.sig").read_bytes()
         assert not (dest / "manifest.json").exists()  # only what the statement lists is fetched
-        again = fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        again = fetch_signed(dest, srv.url, m["pub"])
         assert again["changed"] is False
         assert {f["status"] for f in again["files"]} == {"present"}
 
@@ -63,7 +86,7 @@ def test_wrong_key_refused_before_any_download(tmp_path, signed_model, mirror):
     m = signed_model
     with mirror(m["src"]) as srv:
         with pytest.raises(mm.ManifestError, match="does not verify"):
-            fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["other_pub"])
+            fetch_signed(tmp_path / "dest", srv.url, m["other_pub"])
         assert set(srv.requests) == {"model.sig"}  # nothing but the signature was requested
     assert not (tmp_path / "dest").exists()
 
@@ -77,7 +100,43 @@ def test_tampered_signature_refused(tmp_path, signed_model, mirror):
     sig = tmp_path / "evil.sig"
     sig.write_text(json.dumps(bundle))
     with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
-        fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"], signature=str(sig))
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=str(sig))
+
+
+@pytest.mark.parametrize(
+    ("which", "model_id", "revision", "named"),
+    [
+        ("other_sig", MODEL_ID, REVISION, ["model org/other revision r1", "model_id org/signed revision r1"]),
+        ("r0_sig", MODEL_ID, REVISION, ["model org/signed revision r0", "model_id org/signed revision r1"]),
+        ("own", MODEL_ID, "r2", ["model org/signed revision r1", "model_id org/signed revision r2"]),
+        ("own", "org/other", REVISION, ["model org/signed revision r1", "model_id org/other revision r1"]),
+        ("own", "", REVISION, ["model org/signed revision r1", "model_id is empty"]),
+    ],
+    ids=["another-model", "older-revision", "asked-another-revision", "asked-another-model", "asked-nothing"],
+)
+def test_signature_for_another_model_or_revision_refused_before_download(tmp_path, signed_model, mirror, which,
+                                                                         model_id, revision, named):
+    """The right key, a valid signature: but it is for another model or revision than the one asked for."""
+    m = signed_model
+    signature = "model.sig" if which == "own" else m[which]
+    with mirror(m["src"]) as srv:
+        with pytest.raises(mm.ManifestError) as err:
+            fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=signature, model_id=model_id,
+                         revision=revision)
+        assert set(srv.requests) <= {"model.sig"}  # nothing but the signature was requested
+    for fragment in named:
+        assert fragment in str(err.value)
+    assert "nothing was downloaded" in str(err.value)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_signature_without_model_binding_refused(tmp_path, signed_model, mirror):
+    m = signed_model
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError) as err:
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=m["unbound_sig"])
+    assert "does not say which model and revision it is for" in str(err.value)
+    assert "--model-id org/signed --revision r1" in str(err.value)
+    assert not (tmp_path / "dest").exists()
 
 
 def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mirror):
@@ -85,7 +144,7 @@ def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mir
     with mirror(m["src"]) as srv:
         srv.faults.flip["model.safetensors"] = 1234
         with pytest.raises(FetchError, match=r"model\.safetensors.*SHA-256 mismatch"):
-            fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"])
+            fetch_signed(tmp_path / "dest", srv.url, m["pub"])
     assert not (tmp_path / "dest" / "model.safetensors").exists()
 
 
@@ -95,7 +154,7 @@ def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model, mirror)
     dest.mkdir()
     (dest / "intruder.py").write_text("print('hi')\n")
     with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
-        fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        fetch_signed(dest, srv.url, m["pub"])
 
 
 def test_unsigned_refused_unless_allowed(tmp_path, signed_model, mirror):
@@ -118,7 +177,8 @@ def test_missing_library_message(tmp_path, signed_model, collections_dir):
         "from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model\n"
         "from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError\n"
         "try:\n"
-        "    fetch_model(sys.argv[1], [{'url': 'http://127.0.0.1:9'}], Options(), public_key=sys.argv[2])\n"
+        "    fetch_model(sys.argv[1], [{'url': 'http://127.0.0.1:9'}], Options(), public_key=sys.argv[2],\n"
+        "                model_id='org/signed', revision='r1')\n"
         "except ManifestError as exc:\n"
         "    print(exc)\n"
     )

@@ -37,8 +37,8 @@ def test_key_password_never_reaches_a_childs_command_line(tmp_path, repo_root):
 
     env.update(PYTHONPATH=str(site), ARGV_LOG=str(log))
     proc = subprocess.run([*sign, "sign", str(model), "--private-key", str(tmp_path / "key.key"),
-                           "--password-env", "MODEL_KEY_PASSWORD"], env=env, capture_output=True, text=True,
-                          check=False)
+                           "--password-env", "MODEL_KEY_PASSWORD", "--model-id", "org/m", "--revision", "r1"],
+                          env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     processes = [eval(line) for line in log.read_text().splitlines()]  # noqa: S307 - our own repr() lines
     parent = [p for p in processes if p[1][:2] == sign]
