@@ -233,16 +233,19 @@ def _is_html(resp):
 
 
 def parse_content_range(value):
-    """``bytes a-b/total`` -> (a, b, total or None)."""
+    """``bytes a-b/total`` -> (a, b, total or None); a range that cannot be (``0-0/-5``, ``5-4/10``) is a fault."""
     try:
         unit, rest = value.strip().split(" ", 1)
         span, total = rest.split("/", 1)
         a, b = span.split("-", 1)
         if unit.lower() != "bytes":
             raise ValueError(value)
-        return int(a), int(b), (None if total == "*" else int(total))
+        a, b, total = int(a), int(b), (None if total == "*" else int(total))
     except (AttributeError, ValueError) as exc:
         raise RangeFault("malformed Content-Range %r" % value) from exc
+    if a < 0 or b < a or (total is not None and b >= total):
+        raise RangeFault("impossible Content-Range %r" % value)
+    return a, b, total
 
 
 def probe(transport, source, path):
@@ -265,6 +268,8 @@ def probe(transport, source, path):
             length = resp.getheader("Content-Length")
             if length is None:
                 raise RangeFault("ignores Range and sends no Content-Length")
+            if not length.strip().isdigit():
+                raise RangeFault("sent Content-Length %r" % length)
             return int(length), False
         if resp.status == 416:  # empty file
             return 0, True
@@ -274,15 +279,22 @@ def probe(transport, source, path):
 
 
 def fetch_small(transport, source, path, limit=64 * 1024 * 1024):
-    """Read a small file (a manifest or a signature) from a source, whole."""
+    """Read a small file (a manifest or a signature) from a source, whole; more than ``limit`` bytes is a fault."""
     loc = source.location(path)
     if source.kind == "file":
         with open(loc, "rb") as f:
-            return f.read(limit)
-    resp, _final = transport.request(loc)
-    body = resp.read(limit)
-    if resp.status != 200:
-        raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason), resp.status)
+            body = f.read(limit + 1)
+    else:
+        resp, _final = transport.request(loc)
+        try:
+            body = resp.read(limit + 1)
+            if resp.status != 200:
+                raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason), resp.status)
+        finally:
+            if len(body) > limit:
+                transport.drop(loc)
+    if len(body) > limit:
+        raise RangeFault("has more than %d bytes for %s, which cannot be a manifest or a signature" % (limit, path))
     return body
 
 
@@ -508,6 +520,8 @@ class Engine:
                 _pwrite_all(job.fd, view[:n], pos)
                 pos += n
                 count(n)
+            if length is None and resp.read(1):  # a body delimited by the connection: it must end here
+                raise RangeFault("sent more than the %d bytes of range %d-%d" % (end - start + 1, start, end))
         except (OSError, http.client.HTTPException) as exc:
             self.transport.drop(loc)
             raise RangeFault("transfer of bytes %d-%d failed: %s" % (start, end, exc)) from exc
@@ -616,6 +630,9 @@ class Engine:
                 raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason))
             if _is_html(resp):
                 raise RangeFault("served an HTML page instead of the file")
+            length = resp.getheader("Content-Length")
+            if length is not None and int(length) != job.size:
+                raise RangeFault("sent Content-Length %s for a file of %d bytes" % (length, job.size))
             digest = hashlib.sha256()
             pos = dropped = 0
             while pos < job.size:
@@ -631,7 +648,9 @@ class Engine:
                     lag_start = max(0, dropped - DROP_LAG * job.chunk_size)
                     _drop_behind(job.fd, lag_start, pos - lag_start)
                     dropped = pos
-        except (OSError, http.client.HTTPException) as exc:
+            if length is None and resp.read(1):  # a body delimited by the connection: it must end here
+                raise RangeFault("sent more than the %d bytes the file has" % job.size)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise RangeFault("transfer failed: %s" % exc) from exc
         finally:
             self.transport.drop(loc)
@@ -696,16 +715,17 @@ class Engine:
     # -- planning ------------------------------------------------------------------------------
 
     def plan(self, files):
-        """Split ``files`` (dicts path, sha256, optional size) into present and to-fetch, with sizes.
+        """Split ``files`` (dicts path, sha256, size) into present and to-fetch.
 
-        Files to fetch are probed on the sources (size, Range support) in order; a file whose
-        size is not known after probing every source raises FetchError.
+        Files to fetch are probed on the sources (size, Range support) in order; a source that reports
+        another size is skipped for that file (sizes come from the signature or the manifest, never from
+        a mirror); a file no source has at its size raises FetchError.
         """
         present, todo = [], []
         for f in files:
             safe_relpath(f["path"])
             final = os.path.join(self.dest, *f["path"].split("/"))
-            if (os.path.isfile(final) and (f.get("size") is None or os.path.getsize(final) == f["size"])
+            if (os.path.isfile(final) and os.path.getsize(final) == f["size"]
                     and sha256_file(final) == f["sha256"].lower()):
                 present.append({"path": f["path"], "size": os.path.getsize(final), "status": "present",
                                 "bytes": 0, "resumed_bytes": 0, "seconds": 0.0, "throughput": 0,
@@ -715,17 +735,16 @@ class Engine:
 
         def probe_one(f):
             errors, ranges, order = [], {}, []
-            size = f.get("size")
+            size = f["size"]
             for s in self.sources:
                 try:
                     got, ok = self.retry(lambda s=s: probe(self.transport, s, f["path"]))
                 except (RangeFault, OSError, http.client.HTTPException) as exc:
                     errors.append("%s: %s" % (s.describe(), exc))
                     continue
-                if size is not None and got != size:
-                    errors.append("%s: has %d bytes, the manifest says %d" % (s.describe(), got, size))
+                if got != size:  # a stale or lying mirror: the signed (or manifest) size decides
+                    errors.append("%s: has %d bytes, the file list says %d" % (s.describe(), got, size))
                     continue
-                size = got
                 ranges[s.url] = ok
                 order.append(s)
             if not order:

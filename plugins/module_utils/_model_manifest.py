@@ -115,7 +115,7 @@ def require_model_signing():
 
 
 def _binding(signature, signature_path):
-    """The ``{model_id, revision}`` the signer recorded in the statement just verified, or None."""
+    """The ``{model_id, revision, sizes}`` the signer recorded in the statement just verified, or None."""
     try:
         predicate = json.loads(signature.bundle.dsse_envelope.payload)["predicate"]
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -127,7 +127,13 @@ def _binding(signature, signature_path):
                                                for k in ("model_id", "revision")):
         raise ManifestError("the signature %s has a malformed %r record (%r); re-sign the model with "
                             "scripts/model-sign" % (signature_path, BINDING, record))
-    return {"model_id": record["model_id"], "revision": record["revision"]}
+    sizes = record.get("sizes", {})
+    if not isinstance(sizes, dict) or not all(isinstance(v, str) and v.isdigit() and v.isascii()
+                                              for v in sizes.values()):
+        raise ManifestError("the signature %s has malformed sizes in its %r record; re-sign the model with "
+                            "scripts/model-sign" % (signature_path, BINDING))
+    return {"model_id": record["model_id"], "revision": record["revision"],
+            "sizes": {path: int(size) for path, size in sizes.items()}}
 
 
 def check_binding(binding, model_id, revision, signature_ref):
@@ -152,9 +158,10 @@ def check_binding(binding, model_id, revision, signature_ref):
 def verify_signature(signature_path, public_key_path, label=None):
     """Verify a key-mode bundle and return ``(files, serialization, binding)`` from its signed statement.
 
-    ``files`` is a list of ``{path, size: None, sha256}`` (the statement carries no sizes; the engine
-    learns them from the sources). ``binding`` is the ``{model_id, revision}`` the signer recorded, or
-    None (see check_binding). Messages name the signature ``label`` (where it came from), else its path.
+    ``files`` is a list of ``{path, size, sha256}``, the sizes signed beside the digests by
+    scripts/model-sign. ``binding`` is the ``{model_id, revision}`` the signer recorded, or None (see
+    check_binding; files have no size then). Messages name the signature ``label`` (where it came from),
+    else its path.
     """
     label = label or signature_path
     require_model_signing()
@@ -188,7 +195,18 @@ def verify_signature(signature_path, public_key_path, label=None):
         files.append({"path": rd.identifier, "size": None, "sha256": rd.digest.digest_hex})
     if not files:
         raise ManifestError("the signed statement lists no files")
-    return files, serialization, _binding(signature, label)
+    binding = _binding(signature, label)
+    if binding is not None:
+        sizes = binding.pop("sizes")
+        for f in files:
+            if f["path"] not in sizes:
+                raise ManifestError("the signature %s has no signed size for %s; re-sign the model with "
+                                    "scripts/model-sign" % (label, f["path"]))
+            f["size"] = sizes.pop(f["path"])
+        if sizes:
+            raise ManifestError("the signature %s signs sizes of files it does not list (%s); re-sign the model "
+                                "with scripts/model-sign" % (label, ", ".join(sorted(sizes))))
+    return files, serialization, binding
 
 
 def verify_directory(directory, signature_path, public_key_path, serialization, ignore=()):

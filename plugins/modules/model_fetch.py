@@ -16,10 +16,10 @@ description:
   - Signed mode (the default) reads the bundle written by C(model_signing sign key) (OpenSSF model-signing, key
     mode) and verifies it with O(public_key) B(before) anything is downloaded. The signed statement must be for
     O(model_id) at O(revision) (C(scripts/model-sign) records both); a signature for any other model or revision
-    is refused before anything is downloaded, naming both. The file list and the SHA-256 of every file come from
-    the signed in-toto statement. After the files are placed, the library's own verify runs
-    over O(dest), so extra, missing or changed files fail the task. The verified bundle is kept as
-    C(<dest>/model.sig).
+    is refused before anything is downloaded, naming both. The file list, the SHA-256 and the size of every file
+    come from the signed in-toto statement; a mirror that reports another size is skipped for that file. After
+    the files are placed, the library's own verify runs over O(dest), so extra, missing or changed files fail the
+    task. The verified bundle is kept as C(<dest>/model.sig).
   - Unsigned mode reads a JSON list of C({path, size, sha256}) (O(manifest)); it is used only with
     O(require_signature=false) and the result says RV(signed=false).
   - Every file is fetched with HTTP Range requests over O(connections) connections, O(parallel_files) files at a

@@ -10,6 +10,9 @@ Faults (set on ``server.faults``, keyed by the file path relative to the served 
 * ``html`` (set)                 - answer 200 with an HTML error page;
 * ``bad_content_range`` (set)    - send a Content-Range shifted by one byte;
 * ``short_length[path] = n``     - announce ``n`` bytes more Content-Length than sent, then close;
+* ``total[path] = text``         - send ``text`` as the total in every Content-Range (e.g. ``-5``);
+* ``overrun[path] = n``          - send ``n`` bytes more than the file (or the range) holds, with no
+                                   Content-Length, and close (a body delimited by the connection);
 * ``delay``                      - seconds to sleep per 64 KiB block sent (a slow mirror).
 
 ``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests.
@@ -35,6 +38,8 @@ class Faults:
         self.html = set()
         self.bad_content_range = set()
         self.short_length = {}
+        self.total = {}
+        self.overrun = {}
         self.delay = 0.0
 
 
@@ -97,10 +102,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         extra = f.short_length.get(rel, 0)
-        self.send_header("Content-Length", str(length + extra))
+        overrun = f.overrun.get(rel, 0)
+        if overrun:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length + extra))
         if status == 206:
             shift = 1 if rel in f.bad_content_range else 0
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start + shift, end + shift, size))
+            total = f.total.get(rel, str(size))
+            self.send_header("Content-Range", "bytes %d-%d/%s" % (start + shift, end + shift, total))
         self.end_headers()
         drop = f.drop_at.get(rel)
         with srv.lock:
@@ -131,6 +142,14 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 if f.delay:
                     time.sleep(f.delay)
+        if overrun:
+            try:
+                for _n in range(0, overrun, BLOCK):
+                    self.wfile.write(b"\0" * min(BLOCK, overrun - _n))
+                    with srv.lock:
+                        srv.served[rel] = srv.served.get(rel, 0) + min(BLOCK, overrun - _n)
+            except OSError:
+                return
         if extra:
             self.close_connection = True
 

@@ -359,10 +359,28 @@ def test_parse_content_range(value, expected):
     assert parse_content_range(value) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "bytes 0-9", "items 0-9/10", "bytes a-b/10"])
+@pytest.mark.parametrize("value", [None, "", "bytes 0-9", "items 0-9/10", "bytes a-b/10", "bytes 0-0/-5",
+                                   "bytes 5-4/10", "bytes 0-10/10", "bytes -1-5/10"])
 def test_parse_content_range_rejects(value):
-    with pytest.raises(RangeFault):
+    with pytest.raises(RangeFault, match="Content-Range"):
         parse_content_range(value)
+
+
+def test_bytes_beyond_the_range_stop_the_transfer(tmp_path, model, mirror):
+    """A mirror whose ranges run on past what was asked (no Content-Length, junk until it closes) is a bad
+    mirror for that file: the transfer stops there and the next mirror serves it."""
+    src, files, manifest = model
+    big = "model-00001.safetensors"
+    overrun = mirror(src)
+    overrun.faults.overrun[big] = 4 * 1024 * 1024
+    with pytest.raises(FetchError) as err:
+        run(tmp_path / "alone", [{"url": overrun.url}], manifest, retries=0)
+    assert big in str(err.value) and "more than the" in str(err.value)
+    assert not (tmp_path / "alone" / big).exists()
+    good = mirror(src)
+    res = run(tmp_path / "dest", [{"url": overrun.url}, {"url": good.url}], manifest, retries=0)
+    assert {r["path"]: r["source"] for r in res["files"]}[big] == good.url
+    assert_same(tmp_path / "dest", files)
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a//b", "a/./b", ".partial/x", "", "a\\b"])

@@ -3,6 +3,8 @@
 import base64
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,8 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._download import Fet
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from model_signing import hashing
+from model_signing._signing import sign_ec_key, signing
 
 MODEL_ID, REVISION = "org/signed", "r1"
 
@@ -136,6 +140,51 @@ def test_signature_without_model_binding_refused(tmp_path, signed_model, mirror)
         fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=m["unbound_sig"])
     assert "does not say which model and revision it is for" in str(err.value)
     assert "--model-id org/signed --revision r1" in str(err.value)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_signed_sizes_skip_a_stale_mirror(tmp_path, signed_model, mirror):
+    """The first mirror has an older, shorter copy of a file: with the sizes signed it is skipped for that file,
+    not trusted for the size (which made every correct mirror after it fail)."""
+    m = signed_model
+    stale = tmp_path / "stale"
+    shutil.copytree(m["src"], stale)
+    (stale / "model.safetensors").write_bytes(m["files"]["model.safetensors"][:100 * 1024])
+    first, second = mirror(stale), mirror(m["src"])
+    dest = tmp_path / "dest"
+    res = fetch_model(str(dest), [{"url": first.url}, {"url": second.url}], opts(), public_key=m["pub"],
+                      model_id=MODEL_ID, revision=REVISION)
+    sources = {f["path"]: f["source"] for f in res["files"]}
+    assert sources == {"model.safetensors": second.url, "config.json": first.url, "sub/tok.bin": first.url}
+    assert first.served["model.safetensors"] == 1  # the one-byte probe only: its size was wrong
+    for rel, data in m["files"].items():
+        assert (dest / rel).read_bytes() == data
+
+
+def test_negative_total_is_a_bad_mirror(tmp_path, signed_model, mirror):
+    m = signed_model
+    bad, good = mirror(m["src"]), mirror(m["src"])
+    bad.faults.total["model.safetensors"] = "-5"
+    dest = tmp_path / "dest"
+    res = fetch_model(str(dest), [{"url": bad.url}, {"url": good.url}], opts(), public_key=m["pub"],
+                      model_id=MODEL_ID, revision=REVISION)
+    assert {f["path"]: f["source"] for f in res["files"]}["model.safetensors"] == good.url
+    assert (dest / "model.safetensors").read_bytes() == m["files"]["model.safetensors"]
+    with pytest.raises(FetchError, match=r"no source has model\.safetensors: .*Content-Range 'bytes 0-0/-5'"):
+        fetch_signed(tmp_path / "alone", bad.url, m["pub"])
+
+
+def test_signed_sizes_are_required(tmp_path, signed_model, mirror):
+    """A statement bound to the model but without sizes (hand-made here with the library) is refused."""
+    m = signed_model
+    hashing_config = hashing.Config().use_file_serialization(hashing_algorithm="sha256")
+    hashing_config.set_ignored_paths(paths=["model.sig", "manifest.json"], ignore_git_paths=True)
+    payload = signing.Payload(hashing_config.hash(pathlib.Path(m["src"])))
+    payload.statement.pb.predicate.update({mm.BINDING: {"model_id": MODEL_ID, "revision": REVISION}})
+    sig = tmp_path / "nosizes.sig"
+    sign_ec_key.Signer(pathlib.Path(m["priv"])).sign(payload).write(sig)
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"no signed size for config\.json"):
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=str(sig))
     assert not (tmp_path / "dest").exists()
 
 
