@@ -55,11 +55,15 @@ class FetchError(Exception):
 
 
 class RangeFault(Exception):
-    """A retryable fault while fetching one range (bad status, wrong Content-Range, short body...)."""
+    """A fault while fetching from one source (bad status, wrong Content-Range, short body...).
 
-    def __init__(self, msg, status=None):
+    Retried with backoff, unless ``final`` (retrying cannot help: e.g. a redirect that is refused).
+    """
+
+    def __init__(self, msg, status=None, final=False):
         super().__init__(msg)
         self.status = status
+        self.final = final
 
 
 class NoRangeSupport(Exception):
@@ -150,8 +154,20 @@ class RateLimiter:
             time.sleep(wait)
 
 
+def origin(url):
+    """``(scheme, host, port)`` of ``url``, the default port filled in: what credentials are tied to."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        parts.scheme.lower())
+
+
 class Transport:
-    """HTTP(S) with one keep-alive connection per thread and host, redirects, headers and CA bundle."""
+    """HTTP(S) with one keep-alive connection per thread and host, redirects, headers and CA bundle.
+
+    The token and every configured header are credentials of the source's origin: they go only to
+    requests for that scheme, host and port, and are dropped for the rest of a redirect chain as soon as
+    it leaves them. A redirect from https to anything but https is refused.
+    """
 
     def __init__(self, headers=None, token=None, ca_path=None, timeout=30.0, limiter=None, max_redirects=5):
         self.headers = dict(headers or {})
@@ -192,15 +208,19 @@ class Transport:
         self.local.conns = {}
 
     def request(self, url, extra=None, method="GET"):
-        """Send a request and return ``(response, final_url)``; follows redirects."""
-        headers = dict(self.headers)
-        headers.update(extra or {})
-        origin = urllib.parse.urlsplit(url).netloc
+        """Send a request and return ``(response, final_url)``; follows redirects.
+
+        ``extra`` (e.g. Range) goes with every hop; the credentials only to the origin of ``url``.
+        """
+        credentials = dict(self.headers)
+        start = origin(url)
         for _hop in range(self.max_redirects + 1):
             p = urllib.parse.urlsplit(url)
             target = urllib.parse.urlunsplit(("", "", p.path or "/", p.query, ""))
-            if p.netloc != origin:
-                headers.pop("Authorization", None)  # never hand the token to a CDN we were redirected to
+            if origin(url) != start:
+                credentials = {}  # never hand a token, key, cookie or custom header to another origin
+            headers = dict(credentials)
+            headers.update(extra or {})
             for attempt in (0, 1):
                 conn = self._conn(p.scheme, p.netloc, fresh=attempt == 1)
                 try:
@@ -222,7 +242,15 @@ class Transport:
                 resp.read()
                 if not location:
                     raise RangeFault("HTTP %d without a Location header" % resp.status)
-                url = urllib.parse.urljoin(url, location)
+                target_url = urllib.parse.urljoin(url, location)
+                scheme = urllib.parse.urlsplit(target_url).scheme.lower()
+                if p.scheme == "https" and scheme != "https":
+                    raise RangeFault("redirected from %s to %s: a redirect from https to plain %s is refused"
+                                     % (url, target_url, scheme or "text"), final=True)
+                if scheme not in ("http", "https"):
+                    raise RangeFault("redirected from %s to %s, which is not an http(s) URL" % (url, target_url),
+                                     final=True)
+                url = target_url
                 continue
             return resp, url
         raise RangeFault("more than %d redirects" % self.max_redirects)
@@ -466,7 +494,8 @@ class Engine:
                 return fn()
             except (RangeFault, OSError, http.client.HTTPException) as exc:
                 code = getattr(exc, "status", None)
-                final = code is not None and 400 <= code < 500 and code not in (408, 429)
+                final = getattr(exc, "final", False) or (code is not None and 400 <= code < 500
+                                                         and code not in (408, 429))
                 if final or attempt >= self.opts.retries:
                     raise
                 time.sleep(backoff_delay(attempt, self.opts.backoff, self.opts.backoff_max))
@@ -567,7 +596,7 @@ class Engine:
                             job.lock.notify_all()
                         return
                     except (RangeFault, OSError, ValueError) as exc:
-                        if attempt >= self.opts.retries or stop.is_set():
+                        if attempt >= self.opts.retries or stop.is_set() or getattr(exc, "final", False):
                             failure.append(exc if isinstance(exc, RangeFault) else RangeFault(str(exc)))
                             stop.set()
                             with job.lock:

@@ -115,12 +115,15 @@ options:
     default: manifest.json
   headers:
     description:
-      - Extra HTTP request headers sent to every source.
+      - Extra HTTP request headers sent to every source (API keys, cookies). Like O(token) they are credentials;
+        a redirect to another scheme, host or port gets none of them, and a redirect from https to http is
+        refused.
     type: dict
     default: {}
   token:
     description:
-      - Bearer token sent as C(Authorization) to the sources (not to hosts they redirect to).
+      - Bearer token sent as C(Authorization) to the sources, never to another scheme, host or port they redirect
+        to.
     type: str
   ca_path:
     description:

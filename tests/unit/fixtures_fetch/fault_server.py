@@ -13,13 +13,16 @@ Faults (set on ``server.faults``, keyed by the file path relative to the served 
 * ``total[path] = text``         - send ``text`` as the total in every Content-Range (e.g. ``-5``);
 * ``overrun[path] = n``          - send ``n`` bytes more than the file (or the range) holds, with no
                                    Content-Length, and close (a body delimited by the connection);
+* ``redirect[path] = base``      - answer 302 with ``Location: <base>/<path>`` (a CDN, another host);
 * ``delay``                      - seconds to sleep per 64 KiB block sent (a slow mirror).
 
-``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests.
+``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests and ``seen[path]`` the
+headers of each request (lower-case names). ``FaultServer(root, tls=(certfile, keyfile))`` serves HTTPS.
 """
 
 import os
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -40,6 +43,7 @@ class Faults:
         self.short_length = {}
         self.total = {}
         self.overrun = {}
+        self.redirect = {}
         self.delay = 0.0
 
 
@@ -59,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         f = srv.faults
         with srv.lock:
             srv.requests[rel] = srv.requests.get(rel, 0) + 1
+            srv.seen.setdefault(rel, []).append({k.lower(): v for k, v in self.headers.items()})
             st = f.status.get(rel)
             if st and st[1] != 0:
                 f.status[rel] = (st[0], st[1] - 1 if st[1] > 0 else -1)
@@ -68,6 +73,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        if rel in f.redirect:
+            self.send_response(302)
+            self.send_header("Location", "%s/%s" % (f.redirect[rel].rstrip("/"), urllib.parse.quote(rel)))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if rel in f.html:
             body = b"<html><body>502 Bad Gateway</body></html>"
@@ -157,13 +168,20 @@ class Handler(BaseHTTPRequestHandler):
 class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root):
+    def __init__(self, root, tls=None):
         super().__init__(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.root = root
         self.faults = Faults()
         self.lock = threading.Lock()
         self.served = {}
         self.requests = {}
+        self.seen = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.started = self.closed = False
 
@@ -172,7 +190,7 @@ class FaultServer(ThreadingHTTPServer):
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
+        return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
 
     def start(self):
         if not self.started:

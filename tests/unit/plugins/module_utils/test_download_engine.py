@@ -1,6 +1,8 @@
 """Engine tests against a real loopback server that injects faults (tests/unit/fixtures_fetch)."""
 
+import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +25,10 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
 )
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
 from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError, make_unsigned
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 CHUNK = 64 * 1024
 
@@ -453,3 +459,91 @@ def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, dead_url):
     assert "CannotSendRequest" not in repr(err.value) and "Request-sent" not in str(err.value)
     assert "refused" in str(err.value).lower()
     assert "no source has the manifest manifest.json" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials and redirects: two loopback servers, the mirror and the host it redirects to
+# ---------------------------------------------------------------------------------------------
+
+CREDENTIALS = {"X-Api-Key": "key-123", "Cookie": "session=abc", "X-Mirror-Auth": "custom-1"}
+
+
+def sent_credentials(server):
+    """Every credential value any request to ``server`` carried (token, API key, cookie, custom header)."""
+    secrets = {"Bearer tok-xyz", "Basic dXNlcjpwdw==", *CREDENTIALS.values()}
+    return {value for requests in server.seen.values() for headers in requests for value in headers.values()
+            if value in secrets}
+
+
+@pytest.mark.parametrize("lowercase_auth", [False, True], ids=["token", "lowercase-authorization-header"])
+def test_credentials_never_follow_a_redirect_to_another_port(tmp_path, model, mirror, lowercase_auth):
+    src, files, manifest = model
+    cdn = mirror(src)
+    origin = mirror(src)
+    for rel in files:
+        origin.faults.redirect[rel] = cdn.url
+    headers = dict(CREDENTIALS, **({"authorization": "Basic dXNlcjpwdw=="} if lowercase_auth else {}))
+    res = run(tmp_path / "dest", [{"url": origin.url}], manifest, headers=headers,
+              token=None if lowercase_auth else "tok-xyz")
+    assert_same(tmp_path / "dest", files)
+    assert {r["source"] for r in res["files"]} == {origin.url}
+    expected = {"Basic dXNlcjpwdw==" if lowercase_auth else "Bearer tok-xyz", *CREDENTIALS.values()}
+    assert sent_credentials(origin) == expected  # the mirror itself gets them all
+    assert cdn.requests and sent_credentials(cdn) == set()  # the host it redirects to gets none
+
+
+def test_credentials_never_follow_a_redirect_to_another_host_name(tmp_path, model, mirror):
+    """Same server and port, another host name (localhost instead of 127.0.0.1): still another origin."""
+    src, files, manifest = model
+    origin = mirror(src)
+    elsewhere = origin.url.replace("127.0.0.1", "localhost")
+    for rel in files:
+        origin.faults.redirect[rel] = elsewhere + "/moved"
+    (src / "moved").symlink_to(src)
+    run(tmp_path / "dest", [{"url": origin.url}], manifest, headers=CREDENTIALS, token="tok-xyz")
+    assert_same(tmp_path / "dest", files)
+    by_host = {}
+    for requests in origin.seen.values():
+        for headers in requests:
+            by_host.setdefault(headers["host"].split(":")[0], set()).update(
+                v for v in headers.values() if v in {"Bearer tok-xyz", *CREDENTIALS.values()})
+    assert by_host == {"127.0.0.1": {"Bearer tok-xyz", *CREDENTIALS.values()}, "localhost": set()}
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+def test_https_to_http_redirect_is_refused(tmp_path, model, mirror, tls_cert):
+    src, _files, manifest = model
+    plain = mirror(src)
+    secure = mirror(src, tls=tls_cert)
+    big = "model-00001.safetensors"
+    secure.faults.redirect[big] = plain.url
+    dest = tmp_path / "dest"
+    with pytest.raises(FetchError) as err:
+        run(dest, [{"url": secure.url}], manifest, headers=CREDENTIALS, token="tok-xyz", ca_path=tls_cert[0])
+    msg = str(err.value)
+    assert big in msg and "from https to plain http is refused" in msg and plain.url in msg
+    assert plain.requests == {}  # not even one request went out in clear text
+    assert sent_credentials(secure) == {"Bearer tok-xyz", *CREDENTIALS.values()}
+    assert not (dest / big).exists()
+    # one refusal per file, not retried: the probe gave up on this mirror at once
+    assert secure.requests[big] == 1
