@@ -334,7 +334,7 @@ def fetch_small(transport, source, path, limit=64 * 1024 * 1024):
 class Options:
     def __init__(self, connections=8, parallel_files=4, chunk_size=16 * 1024 * 1024, retries=5,
                  backoff=0.5, backoff_max=30.0, timeout=30.0, rate_limit=0, headers=None, token=None,
-                 ca_path=None, progress=None):
+                 ca_path=None, progress=None, warn=None):
         self.connections = max(1, int(connections))
         self.parallel_files = max(1, int(parallel_files))
         self.chunk_size = max(BLOCK // 16, int(chunk_size))
@@ -347,6 +347,7 @@ class Options:
         self.token = token
         self.ca_path = ca_path
         self.progress = progress  # callable(path, done_bytes, size) or None
+        self.warn = warn  # callable(message) for what the user should know but is no failure, or None
 
 
 def backoff_delay(attempt, base, cap, rng=random):
@@ -420,20 +421,46 @@ class FileJob:
         start = i * self.chunk_size
         return start, min(self.size, start + self.chunk_size) - 1
 
-    def load_state(self):
-        """Reuse finished chunks of an earlier run when size, digest and chunk size still match."""
+    def _read_state(self):
+        """The state sidecar as a dict; None when there is none; ValueError saying why it is unusable."""
         try:
-            with open(self.state_path) as f:
-                st = json.load(f)
-            ok = (st.get("version") == STATE_VERSION and st.get("size") == self.size
-                  and st.get("sha256") == self.sha256 and st.get("chunk_size") == self.chunk_size
-                  and os.path.exists(self.part))
-        except (OSError, ValueError):
-            ok = False
-        if ok:
-            self.done = {int(i) for i in st.get("done", []) if 0 <= int(i) < self.nchunks}
-        else:
-            self.done = set()
+            with open(self.state_path, "rb") as f:
+                st = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError("unreadable: %s" % exc) from exc
+        if not isinstance(st, dict):
+            raise ValueError("not a JSON object")
+        done = st.get("done", [])
+        if not isinstance(done, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in done):
+            raise ValueError("'done' is not a list of chunk numbers: %r" % (done,))
+        return st
+
+    def load_state(self, warn=None, discard=True):
+        """Reuse finished chunks of an earlier run when size, digest and chunk size still match.
+
+        A state for another size, digest or chunk size is stale (the model changed) and quietly not used.
+        A state this engine cannot have written is invalid: ``warn`` is told, it is not used and (with
+        ``discard``; not in check mode) removed, so the file is fetched again instead of every run failing.
+        """
+        self.done = set()
+        try:
+            st = self._read_state()
+            if (st is not None and st.get("version") == STATE_VERSION and st.get("size") == self.size
+                    and st.get("sha256") == self.sha256 and st.get("chunk_size") == self.chunk_size
+                    and os.path.exists(self.part)):
+                outside = [i for i in st["done"] if not 0 <= i < self.nchunks]
+                if outside:
+                    raise ValueError("chunk numbers %s are outside the file's %d chunks" % (outside, self.nchunks))
+                self.done = set(st["done"])
+        except ValueError as exc:
+            if warn is not None:
+                warn("%s: the resume state %s is invalid (%s); it was discarded and the file is fetched again"
+                     % (self.path, self.state_path, exc))
+            if discard:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.state_path)
         self.resumed_bytes = sum(self.span(i)[1] - self.span(i)[0] + 1 for i in self.done)
         return bool(self.done)
 
@@ -701,7 +728,7 @@ class Engine:
         path, size, sha = spec["path"], spec["size"], spec["sha256"]
         job = FileJob(self.dest, path, size, sha, self.opts.chunk_size)
         t0 = time.monotonic()
-        resumed = job.load_state()
+        resumed = job.load_state(self.opts.warn)
         errors = []
         sources = list(spec.get("order", self.sources))
         tried_fresh = set()
@@ -743,7 +770,7 @@ class Engine:
 
     # -- planning ------------------------------------------------------------------------------
 
-    def plan(self, files):
+    def plan(self, files, check_mode=False):
         """Split ``files`` (dicts path, sha256, size) into present and to-fetch.
 
         Files to fetch are probed on the sources (size, Range support) in order; a source that reports
@@ -785,7 +812,7 @@ class Engine:
             planned = list(ex.map(probe_one, todo))
         for p in planned:
             job = FileJob(self.dest, p["path"], p["size"], p["sha256"], self.opts.chunk_size)
-            job.load_state()
+            job.load_state(self.opts.warn, discard=not check_mode)
             p["resumable_bytes"] = job.resumed_bytes
         return present, planned
 

@@ -302,7 +302,7 @@ def main():
         module.fail_json(msg="retries and rate_limit must not be negative")
     opts = Options(connections=p["connections"], parallel_files=p["parallel_files"], chunk_size=p["chunk_size"],
                    retries=p["retries"], timeout=p["timeout"], rate_limit=p["rate_limit"],
-                   headers=p["headers"], token=p["token"], ca_path=p["ca_path"])
+                   headers=p["headers"], token=p["token"], ca_path=p["ca_path"], warn=module.warn)
     try:
         result = fetch_model(p["dest"], p["sources"], opts, model_id=p["model_id"], revision=p["revision"],
                              public_key=p["public_key"], signature=p["signature"], manifest=p["manifest"],

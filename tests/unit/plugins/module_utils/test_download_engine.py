@@ -248,6 +248,47 @@ def test_stale_state_is_discarded(tmp_path, model, mirror):
     assert_same(dest, files)
 
 
+@pytest.mark.parametrize(
+    "state",
+    ['{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": ["x"]}',
+     '{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": 5}',
+     '{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": [0, null]}',
+     '[1, 2]', '{"version": 1, "size": SIZE', ""],
+    ids=["done-not-numbers", "done-not-a-list", "done-null", "not-an-object", "truncated", "empty"],
+)
+def test_invalid_resume_state_is_discarded_with_a_warning(tmp_path, model, mirror, state):
+    """A .partial state nobody could have written is thrown away (with a warning) and the file refetched;
+    the rerun must not fail until someone deletes .partial by hand."""
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    data = files[big]
+    (dest / ".partial").mkdir(parents=True)
+    (dest / ".partial" / (big + ".part")).write_bytes(data[:CHUNK] + b"\0" * (len(data) - CHUNK))
+    (dest / ".partial" / (big + ".state")).write_text(
+        state.replace("SIZE", str(len(data))).replace("SHA", hashlib.sha256(data).hexdigest())
+        .replace("CHUNK", str(CHUNK)))
+    warnings = []
+    res = run(dest, [{"url": mirror(src).url}], manifest, warn=warnings.append)
+    assert {r["path"]: r["status"] for r in res["files"]}[big] == "fetched"
+    assert_same(dest, files)
+    assert len(warnings) == 1, warnings
+    assert big in warnings[0] and "discarded" in warnings[0] and "fetched again" in warnings[0]
+
+
+def test_invalid_resume_state_in_check_mode_is_reported_and_left(tmp_path, model, mirror):
+    src, _files, manifest = model
+    dest = tmp_path / "dest"
+    state = dest / ".partial" / "config.json.state"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"done": "all"}')
+    warnings = []
+    res = run(dest, [{"url": mirror(src).url}], manifest, warn=warnings.append, check_mode=True)
+    assert res["changed"] is True
+    assert len(warnings) == 1 and "config.json.state is invalid" in warnings[0]
+    assert state.read_text() == '{"done": "all"}'  # check mode changes nothing, not even that
+
+
 def test_resume_after_sigkill(tmp_path, mirror, repo_root):
     """Kill the CLI mid-file; the second run fetches only what was not finished (plus in-flight chunks)."""
     src = tmp_path / "src"

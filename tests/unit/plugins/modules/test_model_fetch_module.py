@@ -1,6 +1,7 @@
 """Run the model_fetch module the way Ansible does (a JSON args file) against a loopback mirror:
 check mode, real run, repeat; compare what it returned with what is on disk."""
 
+import hashlib
 import json
 import os
 
@@ -69,3 +70,20 @@ def test_persistent_fault_reports_file_and_source(tmp_path, served, run_module):
                                      "require_signature": False, "manifest": manifest})
     assert res["failed"] is True
     assert "a.safetensors" in res["msg"] and srv.url in res["msg"] and "HTML" in res["msg"]
+
+
+def test_invalid_resume_state_is_a_warning_not_a_failure(tmp_path, served, run_module):
+    srv, files, manifest = served
+    dest = tmp_path / "dest"
+    (dest / ".partial").mkdir(parents=True)
+    (dest / ".partial" / "a.safetensors.part").write_bytes(b"\0" * len(files["a.safetensors"]))
+    data = files["a.safetensors"]
+    state = {"version": 1, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunk_size": 65536,
+             "done": ["x"]}
+    (dest / ".partial" / "a.safetensors.state").write_text(json.dumps(state))
+    res = run_module("model_fetch", {"dest": str(dest), "sources": [{"url": srv.url}], "require_signature": False,
+                                     "manifest": manifest, "chunk_size": 65536})
+    assert res.get("failed") is not True, res.get("msg")
+    assert (dest / "a.safetensors").read_bytes() == files["a.safetensors"]
+    warnings = json.dumps(res.get("warnings"))
+    assert "a.safetensors.state" in warnings and "discarded" in warnings
