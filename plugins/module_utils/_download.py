@@ -35,6 +35,7 @@ import hashlib
 import http.client
 import json
 import os
+import posixpath
 import random
 import shutil
 import ssl
@@ -43,10 +44,18 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir, write_atomic
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import (
+    UnsafePath,
+    fsync_dir,
+    makedirs_beneath,
+    refuse_links_beneath,
+    write_atomic,
+)
 
 BLOCK = 1024 * 1024
 PARTIAL_DIR = ".partial"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 STATE_VERSION = 1
 
 
@@ -402,6 +411,7 @@ class FileJob:
     """State of one file: its part file, its finished chunks and its hashing cursor."""
 
     def __init__(self, dest, path, size, sha256, chunk_size):
+        self.dest = dest
         self.path = path
         self.size = size
         self.sha256 = sha256.lower()
@@ -424,7 +434,7 @@ class FileJob:
     def _read_state(self):
         """The state sidecar as a dict; None when there is none; ValueError saying why it is unusable."""
         try:
-            with open(self.state_path, "rb") as f:
+            with os.fdopen(os.open(self.state_path, os.O_RDONLY | NOFOLLOW), "rb") as f:
                 st = json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
             return None
@@ -472,8 +482,8 @@ class FileJob:
                 os.unlink(p)
 
     def open(self):
-        os.makedirs(os.path.dirname(self.part), exist_ok=True)
-        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o600)
+        makedirs_beneath(self.dest, posixpath.dirname(PARTIAL_DIR + "/" + self.path))
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
         if os.fstat(self.fd).st_size != self.size:
             os.ftruncate(self.fd, self.size)
             if self.size and hasattr(os, "posix_fallocate"):
@@ -717,7 +727,7 @@ class Engine:
         os.fsync(job.fd)
         _drop_behind(job.fd, 0, job.size)  # all clean now: the cursor's last chunks leave the page cache too
         job.close()
-        os.makedirs(os.path.dirname(job.final), exist_ok=True)
+        makedirs_beneath(self.dest, posixpath.dirname(job.path))
         os.replace(job.part, job.final)
         fsync_dir(os.path.dirname(job.final))
         with contextlib.suppress(FileNotFoundError):
@@ -770,6 +780,15 @@ class Engine:
 
     # -- planning ------------------------------------------------------------------------------
 
+    def refuse_links(self, *relpaths):
+        """FetchError when a path under dest runs through a symlink, which could send bytes outside dest."""
+        for relpath in relpaths:
+            try:
+                refuse_links_beneath(self.dest, relpath)
+            except UnsafePath as exc:
+                raise FetchError("refusing to use %s: %s, and a link inside dest could send the model outside "
+                                 "it; remove the link (dest itself may be one)" % (relpath, exc)) from exc
+
     def plan(self, files, check_mode=False):
         """Split ``files`` (dicts path, sha256, size) into present and to-fetch.
 
@@ -780,6 +799,8 @@ class Engine:
         present, todo = [], []
         for f in files:
             safe_relpath(f["path"])
+            self.refuse_links(f["path"], PARTIAL_DIR + "/" + f["path"] + ".part",
+                              PARTIAL_DIR + "/" + f["path"] + ".state")
             final = os.path.join(self.dest, *f["path"].split("/"))
             if (os.path.isfile(final) and os.path.getsize(final) == f["size"]
                     and sha256_file(final) == f["sha256"].lower()):

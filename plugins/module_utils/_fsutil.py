@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 
 # Flags for a file this collection creates: never an existing file, never through a symlink.
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -40,6 +41,40 @@ def fsync_dir(path):
         pass
     finally:
         os.close(fd)
+
+
+class UnsafePath(Exception):
+    """A path below a root runs through a symbolic link (or a file where a directory must be)."""
+
+
+def refuse_links_beneath(root, relpath):
+    """Raise UnsafePath when a component of ``root/relpath`` below ``root`` is a symlink or, but for the
+    last, not a directory. Missing components are fine (they will be created). ``root`` itself may be a link.
+    """
+    path = root
+    parts = relpath.split("/")
+    for depth, part in enumerate(parts, 1):
+        path = os.path.join(path, part)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise UnsafePath("%s is a symbolic link" % path)
+        if depth < len(parts) and not stat.S_ISDIR(mode):
+            raise UnsafePath("%s is not a directory" % path)
+
+
+def makedirs_beneath(root, relpath, mode=0o755):
+    """``mkdir -p root/relpath`` that never goes through a symlink below ``root``; return the path."""
+    path = root
+    for part in relpath.split("/") if relpath else ():
+        path = os.path.join(path, part)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, mode)
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise UnsafePath("%s is %s" % (path, "a symbolic link" if os.path.islink(path) else "not a directory"))
+    return path
 
 
 def create_new(path, mode=0o600):

@@ -83,6 +83,8 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
     if log:
         log("%s: %d files from %s" % ("verified signature" if signed else "UNSIGNED manifest", len(files), sig_origin))
 
+    if signed:
+        engine.refuse_links(SIGNATURE_COPY)
     present, planned = engine.plan(files, check_mode=check_mode)
     sig_dest = os.path.join(dest, SIGNATURE_COPY)
     sig_changed = False

@@ -289,6 +289,46 @@ def test_invalid_resume_state_in_check_mode_is_reported_and_left(tmp_path, model
     assert state.read_text() == '{"done": "all"}'  # check mode changes nothing, not even that
 
 
+@pytest.mark.parametrize(
+    "planted",
+    ["sub", ".partial", "config.json", ".partial/model-00001.safetensors.part", ".partial/sub"],
+    ids=["model-dir", "partial-dir", "final-file", "part-file", "partial-subdir"],
+)
+def test_symlinks_under_dest_are_refused(tmp_path, model, mirror, planted):
+    """A symlink inside dest (a directory, .partial, a final or a part file) could send bytes outside dest:
+    the fetch refuses it, names it and writes nothing through it."""
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "target"
+    if planted.endswith((".json", ".part")):
+        target.write_bytes(files["config.json"])
+    else:
+        target.mkdir()
+    link = dest / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    before = sorted(p.name for p in outside.rglob("*"))
+    server = mirror(src)
+    with pytest.raises(FetchError) as err:
+        run(dest, [{"url": server.url}], manifest)
+    assert "%s is a symbolic link" % link in str(err.value)
+    assert sorted(p.name for p in outside.rglob("*")) == before
+    if target.is_file():
+        assert target.read_bytes() == files["config.json"]
+    assert server.served == {}  # refused while planning, before any byte was fetched
+
+
+def test_dest_itself_may_be_a_symlink(tmp_path, model, mirror):
+    src, files, manifest = model
+    real = tmp_path / "data" / "models"
+    real.mkdir(parents=True)
+    (tmp_path / "dest").symlink_to(real)
+    run(tmp_path / "dest", [{"url": mirror(src).url}], manifest)
+    assert_same(real, files)
+
+
 def test_resume_after_sigkill(tmp_path, mirror, repo_root):
     """Kill the CLI mid-file; the second run fetches only what was not finished (plus in-flight chunks)."""
     src = tmp_path / "src"

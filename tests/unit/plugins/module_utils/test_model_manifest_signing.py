@@ -188,6 +188,33 @@ def test_signed_sizes_are_required(tmp_path, signed_model, mirror):
     assert not (tmp_path / "dest").exists()
 
 
+def test_planted_signature_temp_link_is_never_written_through(tmp_path, signed_model, mirror):
+    """dest/model.sig.tmp was where the signature copy was written with a plain open("wb"): a planted link
+    there sent it outside dest. The copy now goes through a new temp file (O_EXCL|O_NOFOLLOW)."""
+    m = signed_model
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (dest / "model.sig.tmp").symlink_to(victim)
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"model\.sig\.tmp"):
+        fetch_signed(dest, srv.url, m["pub"])  # the planted link is an extra file: the final verify fails
+    assert victim.read_bytes() == b"keep me"
+    assert (dest / "model.sig").read_bytes() == (m["src"] / "model.sig").read_bytes()
+
+
+def test_signature_copy_that_is_a_symlink_is_refused(tmp_path, signed_model, mirror):
+    m = signed_model
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = tmp_path / "victim.sig"
+    victim.write_bytes((m["src"] / "model.sig").read_bytes())
+    (dest / "model.sig").symlink_to(victim)
+    with mirror(m["src"]) as srv, pytest.raises(FetchError, match=r"model\.sig is a symbolic link"):
+        fetch_signed(dest, srv.url, m["pub"])
+    assert srv.served == {"model.sig": victim.stat().st_size}  # the signature only, nothing of the model
+
+
 def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mirror):
     m = signed_model
     with mirror(m["src"]) as srv:
