@@ -194,12 +194,55 @@ def render(config):
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
 
-def insecure_registries(config):
-    """The non-empty ``insecure-registries`` value of ``config``, or an empty list."""
-    value = config.get("insecure-registries")
+def _as_list(value):
     if not value:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def insecure_registries(config):
+    """The non-empty ``insecure-registries`` value of ``config``, or an empty list."""
+    return _as_list(config.get("insecure-registries"))
+
+
+def unauthenticated_tcp_hosts(config):
+    """``hosts`` entries that open the API on TCP while ``tlsverify`` (client certificates) is not on."""
+    if config.get("tlsverify") is True:
+        return []
+    return [h for h in _as_list(config.get("hosts")) if isinstance(h, str) and h.lower().startswith("tcp://")]
+
+
+def http_registry_mirrors(config):
+    """``registry-mirrors`` entries reached over plain HTTP."""
+    return [m for m in _as_list(config.get("registry-mirrors")) if isinstance(m, str) and m.lower().startswith("http:")]
+
+
+# What a daemon.json must not do without an explicit opt-in: (key, finder, option, why, the safe way)
+POLICY = (
+    ("insecure-registries", insecure_registries, "allow_insecure_registries",
+     "would let Docker pull over plain HTTP from 'insecure-registries' %s",
+     "Serve the registry over TLS and drop the key (remove: [insecure-registries])"),
+    ("hosts", unauthenticated_tcp_hosts, "allow_insecure_tcp_hosts",
+     "would open Docker's API on %s in 'hosts' without TLS client authentication (tlsverify): anyone who can "
+     "reach it controls the host as root",
+     "Keep the API on the unix socket (remove: [hosts]), or turn on tlsverify with tlscacert, tlscert and tlskey"),
+    ("registry-mirrors", http_registry_mirrors, "allow_insecure_registry_mirrors",
+     "would pull Docker Hub images over plain HTTP from 'registry-mirrors' %s, where anyone on the path can "
+     "swap the layers",
+     "Serve the mirror over https (its CA in /etc/docker/certs.d)"),
+)
+
+
+def refusals(config, settings, path, allowed):
+    """One sentence per POLICY rule ``config`` breaks that ``allowed`` (a set of option names) does not lift."""
+    found = []
+    for key, finder, option, why, fix in POLICY:
+        values = finder(config)
+        if values and option not in allowed:
+            origin = "given in 'settings'" if key in (settings or {}) else "already in %s" % path
+            found.append("The resulting daemon.json %s (%s). %s, or set %s: true to accept it"
+                         % (why % (values,), origin, fix, option))
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +279,7 @@ def validate_detached(validator, config, text, target):
 
 
 def apply(module, path, settings=None, remove=None, backup=True, validate=True, allow_insecure_registries=False,
-          validator=None):
+          validator=None, allow_insecure_tcp_hosts=False, allow_insecure_registry_mirrors=False):
     """Merge ``settings`` into / ``remove`` keys from the daemon.json at ``path``.
 
     ``module`` is the AnsibleModule: its check mode and file common arguments (mode, owner, group,
@@ -248,14 +291,12 @@ def apply(module, path, settings=None, remove=None, backup=True, validate=True, 
     previous, exists = load_config(path)
     config = compute(previous, settings, remove)
 
-    insecure = insecure_registries(config)
-    if insecure and not allow_insecure_registries:
-        origin = "given in 'settings'" if "insecure-registries" in (settings or {}) else "already in %s" % path
-        raise DaemonConfigError(
-            "The resulting daemon.json would let Docker pull over plain HTTP from 'insecure-registries' %s (%s). "
-            "Serve the registry over TLS and drop the key (remove: [insecure-registries]), or set "
-            "allow_insecure_registries: true to accept it; nothing was written." % (insecure, origin)
-        )
+    allowed = {name for name, value in (("allow_insecure_registries", allow_insecure_registries),
+                                        ("allow_insecure_tcp_hosts", allow_insecure_tcp_hosts),
+                                        ("allow_insecure_registry_mirrors", allow_insecure_registry_mirrors)) if value}
+    refused = refusals(config, settings, path, allowed)
+    if refused:
+        raise DaemonConfigError(". ".join(refused) + "; nothing was written.")
 
     changed = not json_equal(previous, config) and (exists or bool(config))
     text = render(config)

@@ -34,8 +34,12 @@ description:
     is absolute, C(default-runtime) names a built-in or configured runtime, C(max-concurrent-downloads) is a
     positive integer, C(default-address-pools) are C({base, size}) objects). Keys it does not know pass through,
     because Docker adds keys in new releases.
-  - Any non-empty C(insecure-registries) in the result, given in O(settings) or already in the file, fails
-    unless O(allow_insecure_registries=true).
+  - Three things a C(daemon.json) must not do without an explicit opt-in fail the task, whether they come from
+    O(settings) or were already in the file, all reported at once - a non-empty C(insecure-registries) (plain
+    HTTP pulls) unless O(allow_insecure_registries=true); a C(tcp://) entry in C(hosts) while C(tlsverify) is not
+    C(true) (Docker's API without client authentication, root on the host for anyone who reaches it) unless
+    O(allow_insecure_tcp_hosts=true); a C(http://) entry in C(registry-mirrors) (image layers over plain HTTP)
+    unless O(allow_insecure_registry_mirrors=true).
   - Why a module and not M(ansible.builtin.copy) or M(ansible.builtin.template) - those own the whole file and
     would drop keys written by other tools (for example C(nvidia-ctk runtime configure)), and no maintained
     module merges into C(daemon.json).
@@ -99,6 +103,19 @@ options:
     description:
       - Accept C(insecure-registries) in the resulting file. Without it, any non-empty C(insecure-registries)
         fails the task, whether it comes from O(settings) or was already in the file.
+    type: bool
+    default: false
+  allow_insecure_tcp_hosts:
+    description:
+      - Accept a C(tcp://) listener in C(hosts) without C(tlsverify=true). Without it such a listener fails the
+        task, whether it comes from O(settings) or was already in the file; with C(tlsverify), C(tlscacert),
+        C(tlscert) and C(tlskey) the API requires client certificates and needs no opt-in.
+    type: bool
+    default: false
+  allow_insecure_registry_mirrors:
+    description:
+      - Accept plain C(http://) URLs in C(registry-mirrors). Without it they fail the task, whether they come
+        from O(settings) or were already in the file.
     type: bool
     default: false
   dockerd_path:
@@ -203,6 +220,8 @@ def main():
             "backup": {"type": "bool", "default": True},
             "validate": {"type": "bool", "default": True},
             "allow_insecure_registries": {"type": "bool", "default": False},
+            "allow_insecure_tcp_hosts": {"type": "bool", "default": False},
+            "allow_insecure_registry_mirrors": {"type": "bool", "default": False},
             "dockerd_path": {"type": "path"},
         },
         add_file_common_args=True,
@@ -232,6 +251,8 @@ def main():
             backup=params["backup"],
             validate=params["validate"],
             allow_insecure_registries=params["allow_insecure_registries"],
+            allow_insecure_tcp_hosts=params["allow_insecure_tcp_hosts"],
+            allow_insecure_registry_mirrors=params["allow_insecure_registry_mirrors"],
             validator=validator,
         )
     except DaemonConfigError as err:

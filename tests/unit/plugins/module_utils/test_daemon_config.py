@@ -714,6 +714,75 @@ def test_apply_empty_insecure_registries_and_removal_pass(tmp_path):
     assert apply(path, settings={"insecure-registries": []})["changed"] is True
 
 
+@pytest.mark.parametrize(
+    ("existing", "settings", "origin"),
+    [
+        ({}, {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}, "given in 'settings'"),
+        ({"hosts": ["TCP://127.0.0.1:2375"]}, {"debug": True}, "already in"),
+        ({"hosts": ["tcp://0.0.0.0:2376"], "tls": True}, {}, "already in"),  # TLS without client certificates
+    ],
+)
+def test_apply_refuses_an_unauthenticated_tcp_api(tmp_path, existing, settings, origin):
+    path = write_json(tmp_path / "daemon.json", existing)
+    before = path.read_text()
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings=settings)
+    msg = str(err.value)
+    assert "'hosts'" in msg and "tcp://" in msg.lower()
+    assert "without TLS client authentication" in msg and "controls the host as root" in msg
+    assert "allow_insecure_tcp_hosts: true" in msg and "tlsverify" in msg
+    assert origin in msg
+    assert path.read_text() == before
+
+
+def test_apply_accepts_a_tcp_api_with_client_certificates_or_when_allowed(tmp_path):
+    tls = {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"], "tlsverify": True,
+           "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/cert.pem", "tlskey": "/etc/docker/key.pem"}
+    assert apply(tmp_path / "tls.json", settings=tls)["changed"] is True
+    plain = {"hosts": ["tcp://127.0.0.1:2375"]}
+    assert apply(tmp_path / "plain.json", settings=plain, allow_insecure_tcp_hosts=True)["changed"] is True
+    assert json.loads((tmp_path / "plain.json").read_text()) == plain
+    assert apply(tmp_path / "unix.json", settings={"hosts": ["unix:///run/docker.sock", "fd://"]})["changed"]
+
+
+@pytest.mark.parametrize(
+    ("existing", "settings", "origin"),
+    [
+        ({}, {"registry-mirrors": ["https://m.example", "http://10.0.0.5:5000"]}, "given in 'settings'"),
+        ({"registry-mirrors": ["HTTP://m.example"]}, {"debug": True}, "already in"),
+    ],
+)
+def test_apply_refuses_plain_http_registry_mirrors(tmp_path, existing, settings, origin):
+    path = write_json(tmp_path / "daemon.json", existing)
+    before = path.read_text()
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings=settings)
+    msg = str(err.value)
+    assert "'registry-mirrors'" in msg and "plain HTTP" in msg and "https://m.example" not in msg
+    assert "allow_insecure_registry_mirrors: true" in msg
+    assert origin in msg
+    assert path.read_text() == before
+
+
+def test_apply_accepts_http_registry_mirrors_when_allowed(tmp_path):
+    path = tmp_path / "daemon.json"
+    mirrors = {"registry-mirrors": ["http://10.0.0.5:5000"]}
+    assert apply(path, settings=mirrors, allow_insecure_registry_mirrors=True)["changed"] is True
+    assert json.loads(path.read_text()) == mirrors
+
+
+def test_apply_reports_every_refusal_at_once(tmp_path):
+    path = tmp_path / "daemon.json"
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings={"insecure-registries": ["r:5000"], "hosts": ["tcp://0.0.0.0:2375"],
+                              "registry-mirrors": ["http://m:5000"]})
+    msg = str(err.value)
+    for option in ("allow_insecure_registries", "allow_insecure_tcp_hosts", "allow_insecure_registry_mirrors"):
+        assert option in msg
+    assert msg.count("nothing was written") == 1
+    assert not path.exists()
+
+
 def test_apply_check_mode_reports_and_writes_nothing(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text('{"dns": ["10.0.0.2"]}')

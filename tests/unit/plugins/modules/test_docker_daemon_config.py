@@ -147,8 +147,13 @@ def rejecting_dockerd(tmp_path):
          ["failed validation (structural)", "'max-concurrent-downloads' must be a positive integer"]),
         ('{"dns": ["10.0.0.2"]}', {"settings": {"debug": True}, "dockerd_path": "/nonexistent/dockerd"},
          ["dockerd_path /nonexistent/dockerd is not an executable file"]),
+        ('{"dns": ["10.0.0.2"]}', {"settings": {"hosts": ["tcp://0.0.0.0:2375"]}},
+         ["'hosts'", "controls the host as root", "allow_insecure_tcp_hosts: true"]),
+        ('{"registry-mirrors": ["http://m:5000"]}', {"settings": {"debug": True}},
+         ["plain HTTP from 'registry-mirrors'", "already in", "allow_insecure_registry_mirrors: true"]),
     ],
-    ids=["malformed", "insecure", "dockerd-rejects", "structural-rejects", "bad-dockerd-path"],
+    ids=["malformed", "insecure", "dockerd-rejects", "structural-rejects", "bad-dockerd-path", "tcp-hosts",
+         "http-mirror"],
 )
 def test_failures_leave_the_file_alone(tmp_path, rejecting_dockerd, content, extra, fragments, ansible):
     etc = tmp_path / "etc"
