@@ -24,7 +24,7 @@ if [ "$(cat "$out/tiny.recipe" 2>/dev/null)" = "$stamp" ] && [ -f "$model/model.
 fi
 rm -rf "$model" "$model.tmp"
 PYTHONPATH=containers/model-server/src "$py" -m autoglm_server.devtools "$model.tmp" --size tiny-vlm --seed 0 >/dev/null
-"$py" scripts/model-sign sign "$model.tmp" --private-key "$out/keys/model.key" >/dev/null
+"$py" scripts/model-sign sign "$model.tmp" --private-key "$out/keys/model.key" --model-id autoglm/tiny-lab --revision r1 >/dev/null
 chmod -R a+rX "$model.tmp"
 mv "$model.tmp" "$model"
 echo "$stamp" > "$out/tiny.recipe"

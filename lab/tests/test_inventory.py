@@ -10,14 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def inventory(tmp_path, text, **env):
-    src = tmp_path / "fleet.autoglm_lab.yml"
-    src.write_text("plugin: autoglm_lab\n" + text)
-    run = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(src), "--list"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
-    )
+@pytest.fixture
+def inventory(tmp_path):
+    """``inventory(text, **env)``: ansible-inventory --list over a lab source with ``text`` as its options."""
+
+    def run(text, **env):
+        src = tmp_path / "fleet.autoglm_lab.yml"
+        src.write_text("plugin: autoglm_lab\n" + text)
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(src), "--list"],
+            capture_output=True, text=True, cwd=ROOT, check=False,
+            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+        )
+
     return run
 
 
@@ -32,8 +37,8 @@ def hosts(data, group):
     return found
 
 
-def test_groups_addresses_and_the_build_host(tmp_path):
-    run = inventory(tmp_path, "gpu_hosts: 3\ncanary_hosts: 1\nname_prefix: t\nsubnet: 10.9.8.0/24\n")
+def test_groups_addresses_and_the_build_host(inventory):
+    run = inventory("gpu_hosts: 3\ncanary_hosts: 1\nname_prefix: t\nsubnet: 10.9.8.0/24\n")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert sorted(hosts(data, "gpu_hosts")) == ["t-gpu-1", "t-gpu-2", "t-gpu-3"]
@@ -48,8 +53,8 @@ def test_groups_addresses_and_the_build_host(tmp_path):
     assert plain(hv["t-gpu-1"]["lab_mirror_name"]) == "t-mirror"
 
 
-def test_the_size_comes_from_the_environment(tmp_path):
-    run = inventory(tmp_path, "", AUTOGLM_LAB_GPU_HOSTS="6")
+def test_the_size_comes_from_the_environment(inventory):
+    run = inventory("", AUTOGLM_LAB_GPU_HOSTS="6")
     assert run.returncode == 0, run.stderr
     assert len(hosts(json.loads(run.stdout), "gpu_hosts")) == 6
 
@@ -63,7 +68,7 @@ def test_the_size_comes_from_the_environment(tmp_path):
         ("gpu_hosts: 2\ncanary_hosts: 3\n", "canary_hosts must be between 0 and gpu_hosts"),
     ],
 )
-def test_bad_sizes_and_subnets_are_refused_with_the_fix(tmp_path, text, message):
-    run = inventory(tmp_path, text)
+def test_bad_sizes_and_subnets_are_refused_with_the_fix(inventory, text, message):
+    run = inventory(text)
     assert message in run.stderr
     assert "lab-gpu-1" not in run.stdout  # nothing half-made: no hosts at all
