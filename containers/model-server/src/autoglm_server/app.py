@@ -294,15 +294,14 @@ def create_app(settings: Settings) -> FastAPI:
                 400, f"{reason}: remove {name!r} from the request (it would change the output).", param=name
             )
 
-    async def prepare(fn: Any, *args: Any) -> Prepared:
-        """Tokenize / render / decode images on the preprocessing threads, never on the event loop."""
+    async def prepare(fn: Any, *args: Any, images: bool = False) -> Prepared:
+        """Tokenize / render / decode and encode images on the preprocessing threads, never on the event loop; a
+        request with images uses its own pool, so text requests never wait behind a vision encoder."""
+        pool = engine.image_pool if images else engine.pool
         try:
-            return await loop_run(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except InputError as exc:
             raise APIError(exc.status, str(exc), param=exc.param, code="invalid_input") from None
-
-    async def loop_run(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(engine.pool, fn, *args)
 
     def check_context(prep: Prepared, max_tokens: int | None, param: str) -> int:
         limit = engine.max_model_len
@@ -544,7 +543,10 @@ def create_app(settings: Settings) -> FastAPI:
                 param="messages",
             )
         check_chars(sum(text_chars(m.content) for m in body.messages), "messages")
-        prep = await prepare(engine.prepare_chat, body.messages)
+        has_images = any(
+            not isinstance(m.content, str) and any(p.type == "image_url" for p in m.content) for m in body.messages
+        )
+        prep = await prepare(engine.prepare_chat, body.messages, images=has_images)
         limit = body.max_completion_tokens or body.max_tokens
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         max_tokens = check_context(prep, limit, param)

@@ -53,7 +53,8 @@ class Settings:
     request_timeout: float = 600.0
     # Consecutive failed engine steps after which the engine is marked failed (/health/live turns 503).
     max_consecutive_failures: int = 3
-    # Threads that decode images, render chat templates and tokenize (off the event loop).
+    # Threads that decode images and run the vision tower for requests with images (off the event loop and the
+    # engine thread); text-only requests are tokenized on a pool of their own.
     preprocess_threads: int = 2
     # Vision-language models (the knobs Open-AutoGLM's vLLM command line sets, under our names):
     # --limit-mm-per-prompt '{"image":N}', --mm_processor_kwargs '{"max_pixels":N}',

@@ -170,7 +170,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()
         self.failures = 0  # consecutive steps that failed for a server-side reason
-        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare")
+        # Two pools, so that a text request's tokenizing never queues behind another request's images.
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="autoglm-prepare-text")
+        self.image_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare-image")
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -187,6 +189,7 @@ class Engine:
             self.state = "stopped"
         self.metrics.ready.set(0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.image_pool.shutdown(wait=False, cancel_futures=True)
 
     def start_drain(self) -> None:
         if self.state in ("ready", "starting", "loading", "warming"):
