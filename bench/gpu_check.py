@@ -93,12 +93,12 @@ def copy_bandwidth(torch, device, size_bytes=4 * 2**30, repeats=10):
     """Device-to-device copy rate, counting the bytes read and written (as KINDS.md reports it)."""
     src = torch.empty(size_bytes // 2, dtype=torch.bfloat16, device=device)
     dst = torch.empty_like(src)
-    for _ in range(3):
+    for _warm in range(3):
         dst.copy_(src)
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
-    for _ in range(repeats):
+    for _rep in range(repeats):
         dst.copy_(src)
     end.record()
     torch.cuda.synchronize()
@@ -126,7 +126,7 @@ def decode(model_dir, out_path, device, steps):
             if device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            for _ in range(n):
+            for _step in range(n):
                 out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 token = out.logits[:, -1:].argmax(-1)
             if device == "cuda":
@@ -134,7 +134,7 @@ def decode(model_dir, out_path, device, steps):
             return (time.perf_counter() - t0) / n
 
     run(10)  # warm-up: kernels, allocator
-    step = min(run(steps) for _ in range(3))
+    step = min(run(steps) for _try in range(3))
     result["step_seconds"] = step
     if device == "cuda":
         measured = copy_bandwidth(torch, device)

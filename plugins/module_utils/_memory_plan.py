@@ -238,8 +238,8 @@ def select_gpus(gpus, selection="all"):
     elif isinstance(selection, list):
         wanted = [str(s) for s in selection]
         chosen = [g for g in ordered if str(g.get("index")) in wanted or str(g.get("uuid")) in wanted]
-        missing = [w for w in wanted if w not in [str(g.get("index")) for g in chosen] + [str(g.get("uuid"))
-                                                                                         for g in chosen]]
+        found = [str(g.get("index")) for g in chosen] + [str(g.get("uuid")) for g in chosen]
+        missing = [w for w in wanted if w not in found]
         if missing:
             raise MemoryPlanError("model_serve_gpus names GPUs this host does not have: %s (it has %s)"
                                   % (", ".join(missing), ", ".join(str(g.get("index")) for g in ordered)))
@@ -258,8 +258,8 @@ def select_gpus(gpus, selection="all"):
 def _settings(settings):
     unknown = sorted(set(settings or {}) - set(DEFAULTS))
     if unknown:
-        raise MemoryPlanError("unknown memory plan setting(s): %s; known: %s" % (", ".join(unknown),
-                                                                                ", ".join(sorted(DEFAULTS))))
+        raise MemoryPlanError("unknown memory plan setting(s): %s; known: %s"
+                              % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
     s = dict(DEFAULTS)
     s.update({k: v for k, v in (settings or {}).items() if v is not None})
     for key in ("dtype", "kv_dtype"):
@@ -376,8 +376,8 @@ def plan(config, gpus, settings=None, weight_files=None, selection="all"):
         fixes.append("give it more or larger GPUs (model_serve_gpus)")
         if quant is None:
             fixes.append("or quantize it (bitsandbytes 8-bit or 4-bit)")
-        message = "does not fit: %s. %s. Fix: %s" % ("; ".join(reasons), breakdown[0].upper() + breakdown[1:],
-                                                      ", ".join(fixes))
+        message = "does not fit: %s. %s. Fix: %s" % (
+            "; ".join(reasons), breakdown[0].upper() + breakdown[1:], ", ".join(fixes))
     return {
         "fits": total_fits and per_gpu_fits,
         "per_gpu_fits": per_gpu_fits,

@@ -100,8 +100,8 @@ def vllm_command(settings):
     listing every bad setting at once."""
     unknown = sorted(set(settings or {}) - set(DEFAULTS))
     if unknown:
-        raise VllmSettingsError("unknown vLLM setting(s): %s; known: %s" % (", ".join(unknown),
-                                                                           ", ".join(sorted(DEFAULTS))))
+        raise VllmSettingsError("unknown vLLM setting(s): %s; known: %s"
+                                % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
     s = dict(DEFAULTS)
     s.update({k: v for k, v in (settings or {}).items() if v is not None})
     errors = []
@@ -124,8 +124,9 @@ def vllm_command(settings):
     if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= 1:
         errors.append("gpu_memory_utilization must be a fraction in (0, 1] (got %r)" % (util,))
     heads = s["num_attention_heads"]
-    if heads and isinstance(s["gpu_count"], int) and s["gpu_count"] > 0 and heads % s["gpu_count"]:
-        errors.append("vLLM splits the %d attention heads evenly over the GPUs (tensor parallelism): %d GPUs do not "
+    if isinstance(heads, int) and heads > 0 and isinstance(s["gpu_count"], int) and s["gpu_count"] > 0 \
+            and heads % s["gpu_count"]:
+        errors.append("vLLM splits the %s attention heads evenly over the GPUs (tensor parallelism): %s GPUs do not "
                       "divide them; choose a GPU count that does (model_serve_gpus)" % (heads, s["gpu_count"]))
     if not s["api_key"] and not s["allow_no_auth"] and s["host"] not in LOOPBACK:
         errors.append("no API key, and vLLM would listen on %s: set the API key (model_serve_api_key), or accept an "
