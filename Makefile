@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export MAKE_TARGET := $(firstword $(MAKECMDGOALS))
 
-.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build constraints image-cuda
+.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build constraints image-cuda image-vllm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ e2e:  ## the lab end to end: lab.yml twice, the second run must change nothing
 
 image-cuda:  ## build the CUDA model server image (downloads several GB from PyPI; not part of `make test`)
 	@VARIANT=cuda containers/model-server/build.sh
+
+image-vllm:  ## build the vLLM engine image (untested on a GPU; several GB from PyPI; not part of `make test`)
+	@containers/vllm/build.sh
 
 constraints:  ## re-resolve constraints.txt from requirements.txt (needs network)
 	@rm -rf .cache/constraints-venv && python3 -m venv .cache/constraints-venv \

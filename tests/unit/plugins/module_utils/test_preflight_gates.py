@@ -286,6 +286,20 @@ def test_driver_cuda_gate(driver, cuda, container, allow, ok):
     assert ("driver_cuda" in failed(result)) is not ok
 
 
+def test_driver_cuda_says_when_minor_compat_lets_it_through():
+    facts = good_facts(gpu=gpu_fact(80, driver="535.54.03"), container_cuda_version="12.8")
+    allowed = evaluate(facts, {"allow_cuda_minor_compat": True})
+    assert "driver_cuda" in allowed["passed"]
+    (warning,) = [w for w in allowed["warnings"] if w.startswith("driver_cuda:")]
+    assert warning.startswith(
+        "driver_cuda: the model container's declared CUDA 12.8 (preflight_container_cuda_version) "
+        "passes only through minor-version compatibility (preflight_allow_cuda_minor_compat)")
+    assert "PTX JIT" in warning
+    # natively supported (the fleet's 11.8 on 535): no such warning
+    assert not [w for w in evaluate(good_facts(gpu=gpu_fact(80, driver="535.54.03")),
+                                    {"allow_cuda_minor_compat": True})["warnings"] if w.startswith("driver_cuda:")]
+
+
 def test_driver_cuda_messages():
     facts = good_facts(gpu=gpu_fact(80, driver="535.54.03"), container_cuda_version="12.4")
     failure = failed(evaluate(facts))["driver_cuda"]
