@@ -50,7 +50,7 @@ DEFAULT_THRESHOLDS = {
     "supported_architectures": ["x86_64"],
     "dkms_driver": True,
     "cuda_version": "11.8",
-    "allow_cuda_minor_compat": False,
+    "allow_cuda_minor_compat": True,
     "min_python": "3.10",
 }
 

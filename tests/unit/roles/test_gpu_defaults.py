@@ -71,12 +71,6 @@ def test_default_driver_runs_the_host_toolkit_natively():
     assert defaults("preflight")["preflight_cuda_version"] == role["nvidia_driver_cuda_version"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: model_serve_cuda_allow_minor_compat and preflight_allow_cuda_minor_compat must default to true "
-           "for the default driver (535) to run the default CUDA image (12.8); the lead flips them in the roles "
-           "(a strict xfail: once they are flipped this XPASSes and fails, and the marker goes)",
-)
 def test_role_defaults_allow_what_the_default_pair_needs():
     assert defaults("model_serve")["model_serve_cuda_allow_minor_compat"] is True
     assert defaults("preflight")["preflight_allow_cuda_minor_compat"] is True
