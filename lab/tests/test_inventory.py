@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The real ansible-inventory: the integration tier (make integration).
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -331,7 +331,8 @@ def test_unknown_container_cuda_is_a_failure_not_a_guess():
     failure = failed(evaluate(good_facts(container_cuda_version="12.5"), STRICT))["driver_cuda"]
     assert failure["variable"] == "preflight_container_cuda_version"
     assert "CUDA 12.5 is not a known CUDA release" in failure["message"]
-    failure = failed(evaluate(good_facts(gpu=gpu_fact(80, driver=None)), {"cuda_version": "10.2", **STRICT}))["driver_cuda"]
+    old_cuda = {"cuda_version": "10.2", **STRICT}
+    failure = failed(evaluate(good_facts(gpu=gpu_fact(80, driver=None)), old_cuda))["driver_cuda"]
     assert failure["variable"] == "preflight_cuda_version"
 
 

@@ -8,7 +8,7 @@ autoglm/lab-host:latest (Debian 12 with Python 3.11). A mismatched build fails a
 message; push.yml never starts and nothing is recorded. A matching build passes the check and reaches the push
 (to a registry address where nothing listens, so the push itself fails: what this test needs is the order).
 The images it builds are removed at the end. On the shared development machine run it under the heavy lock:
-    flock /tmp/autoglm-heavy.lock .venv/bin/pytest tests/unit/roles/test_model_image_cuda_check.py
+    flock /tmp/autoglm-heavy.lock .venv/bin/pytest tests/integration/roles/test_model_image_cuda_check.py
 """
 
 from __future__ import annotations
