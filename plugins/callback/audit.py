@@ -65,8 +65,9 @@ options:
     description:
       - Also send every line, as it is written, to this syslog collector (V(host), V(host:port) or V([v6]:port); TCP,
         default port 514; RFC 5424 messages with app name C(autoglm-audit), one per line).
-      - A line that cannot be sent is retried once, then counted; C(run_end) records how many were sent and how many
-        failed. The local log is authoritative; the copy keeps a cut or deleted local log detectable.
+      - A line that cannot be sent is retried once, then counted, and no line is tried for 30 seconds after that;
+        C(run_end) records how many were sent and how many failed. The local log is authoritative; the copy keeps a
+        cut or deleted local log detectable.
     type: str
     default: ""
     env:

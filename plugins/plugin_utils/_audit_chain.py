@@ -145,17 +145,21 @@ class RemoteCopy:
     """Sends each sealed line to a syslog collector over TCP (RFC 5424 message, RFC 6587 newline framing).
 
     ``target`` is ``host`` or ``host:port`` (default port 514). A failed send is retried once on a new
-    connection; after that the line is counted as not copied. The local log stays authoritative."""
+    connection; after that the line is counted as not copied, and for ``backoff`` seconds no line is tried (a
+    collector that is down or unreachable must not stall the run). The local log stays authoritative."""
 
-    def __init__(self, target, timeout=5.0, app_name="autoglm-audit"):
+    def __init__(self, target, timeout=5.0, app_name="autoglm-audit", backoff=30.0, clock=time.monotonic):
         m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", target) or re.match(r"^([^:\[\]]+)(?::(\d+))?$", target)
         if not m:
             raise AuditError("copy_to_host %r is not host, host:port or [v6 address]:port" % target)
         self.address = (m.group(1), int(m.group(2) or 514))
         self.target, self.timeout, self.app_name = target, timeout, app_name
+        self.backoff, self.clock = backoff, clock
         self.hostname = socket.gethostname()
         self.sent = 0
         self.failed = 0
+        self.attempts = 0
+        self._down_until = None
         self.last_error = None
         self._sock = None
 
@@ -165,18 +169,24 @@ class RemoteCopy:
         return ("<110>1 %s %s %s %d - - %s\n" % (stamp, self.hostname, self.app_name, os.getpid(), line)).encode()
 
     def send(self, line):
+        if self._down_until is not None and self.clock() < self._down_until:
+            self.failed += 1
+            return False
         data = self._frame(line)
         for _attempt in (1, 2):
+            self.attempts += 1
             try:
                 if self._sock is None:
                     self._sock = socket.create_connection(self.address, timeout=self.timeout)
                 self._sock.sendall(data)
                 self.sent += 1
+                self._down_until = None
                 return True
             except OSError as exc:
                 self.last_error = "%s: %s" % (self.target, exc)
                 self.close()
         self.failed += 1
+        self._down_until = self.clock() + self.backoff
         return False
 
     def close(self):

@@ -353,6 +353,25 @@ def test_remote_copy_counts_what_it_could_not_send(tmp_path):
     assert verify(tmp_path / "audit.log").finding.code == ac.TRUNCATED  # the local log has it (run not ended)
 
 
+def test_remote_copy_backs_off_after_a_failure_so_a_dead_collector_does_not_stall_the_run():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    now = [100.0]
+    copy = ac.RemoteCopy("127.0.0.1:%d" % port, timeout=1, backoff=30, clock=lambda: now[0])
+    assert copy.send("a") is False and copy.attempts == 2  # tried, retried once
+    assert copy.send("b") is False and copy.attempts == 2  # within the back-off: not tried
+    collector = Collector()
+    try:
+        copy.address = ("127.0.0.1", collector.port)
+        now[0] += 31
+        assert copy.send("c") is True and copy.attempts == 3
+    finally:
+        copy.close()
+        collector.close()
+    assert (copy.sent, copy.failed) == (1, 2)
+
+
 @pytest.mark.parametrize(
     "target, address",
     [("logs", ("logs", 514)), ("logs:6514", ("logs", 6514)), ("[::1]:601", ("::1", 601)), ("[::1]", ("::1", 514))],
