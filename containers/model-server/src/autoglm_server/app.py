@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
+from . import __version__, audit
 from .config import Settings
 from .engine import Engine, EngineUnavailable, GenRequest, InputError, Prepared, QueueFull
 from .metrics import Metrics
@@ -403,6 +403,7 @@ def create_app(settings: Settings) -> FastAPI:
                         parts.append(event[1])
                     elif event[0] == "finish":
                         reason, prompt_tokens, completion_tokens = event[1:]
+                        audit.record_usage(prompt_tokens, completion_tokens)
                         usage = usage_dict(prompt_tokens, completion_tokens)
                         return JSONResponse(render.full("".join(parts), reason, usage))
                     else:
@@ -423,6 +424,7 @@ def create_app(settings: Settings) -> FastAPI:
                         yield sse(render.chunk(event[1], None))
                     elif event[0] == "finish":
                         reason, prompt_tokens, completion_tokens = event[1:]
+                        audit.record_usage(prompt_tokens, completion_tokens)
                         yield sse(render.chunk("", reason))
                         if include_usage:
                             yield sse(render.usage_chunk(usage_dict(prompt_tokens, completion_tokens)))
@@ -557,6 +559,10 @@ def create_app(settings: Settings) -> FastAPI:
     endpoints = {route.path for route in app.routes if hasattr(route, "path")}
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, endpoints=endpoints)
+    if settings.audit_log:  # outermost: it records every answer, 413s included
+        app.add_middleware(
+            audit.AuditMiddleware, log_prompts=settings.audit_log_prompts, max_body=settings.max_request_bytes
+        )
 
     def openapi() -> dict:
         if app.openapi_schema:

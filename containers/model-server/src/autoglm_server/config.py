@@ -44,6 +44,10 @@ class Settings:
     # Without a key the server refuses to listen on anything but loopback, unless this says otherwise.
     allow_no_auth: bool = False
     log_level: str = "info"
+    # The API audit trail: one JSON line per request on stdout (time, client, key id, endpoint, model, status,
+    # tokens, images, latency); the prompt text only when audit_log_prompts is on.
+    audit_log: bool = True
+    audit_log_prompts: bool = False
     # Requests: refused before any work (413/400, each message names its setting).
     max_request_bytes: int = 32 * 1024 * 1024
     max_messages: int = 512
