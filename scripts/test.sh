@@ -15,15 +15,26 @@ tier_sanity() { scripts/sanity.sh; }
 # Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
 # compiler (imported by the model server) refuses to load after that.
 tier_unit() {
-  local rc=0 part
-  for part in "tests/unit" "containers/model-server/tests"; do
-    step "pytest $part"
-    # shellcheck disable=SC2086
-    pytest $part; local prc=$?
-    [ "$prc" = 5 ] && { echo "pytest collected no tests in $part: that is a failure here"; prc=1; }
-    [ "$prc" = 0 ] || rc=1
-  done
+  local rc=0
+  step "pytest tests/unit (not integration)"
+  pytest -m "not integration" tests/unit; check_pytest $? || rc=1
+  step "pytest containers/model-server/tests (its own process; not the image)"
+  pytest -m "not image" containers/model-server/tests; check_pytest $? || rc=1
   return "$rc"
+}
+# Real ansible-playbook and ansible-inventory runs, and the model server image built and run.
+tier_integration() {
+  local rc=0
+  step "pytest -m integration tests/integration tests/unit lab/tests"
+  pytest -m integration tests/integration tests/unit lab/tests; check_pytest $? || rc=1
+  step "pytest -m image containers/model-server/tests (builds and runs the image)"
+  pytest -m image containers/model-server/tests; check_pytest $? || rc=1
+  return "$rc"
+}
+# pytest's exit status 5 (nothing collected) is a failure here: a tier that tests nothing must not pass.
+check_pytest() {
+  [ "$1" = 5 ] && { echo "pytest collected no tests: that is a failure here"; return 1; }
+  [ "$1" = 0 ]
 }
 tier_argspecs() { pytest -q tests/lint; }
 tier_build() { scripts/build-collection.sh; }
@@ -36,12 +47,12 @@ tier_molecule() {
   done
   return "$rc"
 }
-tier_e2e() { scripts/lab-e2e.sh; }
+tier_e2e() { lab/scripts/e2e.sh; }
 
 declare -a rows=()
 failed=0
 for t in "$@"; do
-  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build molecule e2e"
+  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build integration molecule e2e"
   step "tier: $t"
   start=$(date +%s)
   "tier_$t"; rc=$?

@@ -1,4 +1,4 @@
-"""The lab end to end, after `playbooks/lab.yml` has run on it (scripts/lab-e2e.sh runs these).
+"""The lab end to end, after `lab/playbooks/lab.yml` has run on it (lab/scripts/e2e.sh runs these).
 
 Real parts only: the official `openai` client talks to the model server on every GPU-group host over the
 lab network; `docker` on the controller execs into the lab hosts to read what their engines run; the
@@ -22,6 +22,8 @@ from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
 
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
 CONTAINER = "autoglm-model-server"
+# The lab's API key: lab/playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
+API_KEY = (ROOT / ".cache" / "lab-secrets" / "api-key").read_text().strip()
 DEFAULT_ROOT = "/opt/autoglm"
 
 
@@ -87,7 +89,7 @@ def test_the_host_uses_the_inventorys_runtime_root_only(host):
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
 def test_openai_client_gets_a_completion_and_a_chat_answer(host):
-    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key="unused", timeout=60)
+    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key=API_KEY, timeout=60)
     models = [m.id for m in client.models.list().data]
     assert models == ["tiny"]
     completion = client.completions.create(model="tiny", prompt="Hello", max_tokens=8, temperature=0)
@@ -101,10 +103,20 @@ def test_openai_client_gets_a_completion_and_a_chat_answer(host):
 
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
+def test_the_api_requires_the_key(host):
+    import httpx
+
+    base = "http://%s:8000/v1" % host_var(host, "lab_address")
+    assert httpx.get(base + "/models", timeout=30).status_code == 401
+    assert httpx.get(base + "/models", headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+    assert httpx.get(base + "/models", headers={"Authorization": "Bearer " + API_KEY}, timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
 def test_openai_client_sends_a_phone_screenshot_like_open_autoglm(host):
     """What Open-AutoGLM's agent sends every step: a system prompt, then a user turn of [screenshot, text], with the
     agent's sampling parameters, streamed; and its deployment check's non-streamed request."""
-    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key="unused", timeout=300)
+    client = OpenAI(base_url="http://%s:8000/v1" % host_var(host, "lab_address"), api_key=API_KEY, timeout=300)
     url = "data:image/png;base64," + base64.b64encode(phone_screenshot_png()).decode()
     messages = [
         {"role": "system", "content": "You are a phone operation agent. Think, then answer with one action."},
