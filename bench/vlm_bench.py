@@ -165,7 +165,7 @@ def screenshot_png(width: int = 1080, height: int = 2400, seed: int = 0, noise: 
     for row in range(4):
         for col in range(4):
             x, y = col * width // 4 + icon // 4, height // 10 + row * icon * 2
-            colour = tuple(rng.randrange(256) for _ in "rgb")
+            colour = tuple(rng.randrange(256) for channel in "rgb")
             draw.rounded_rectangle([x, y, x + icon, y + icon], radius=icon // 5, fill=colour)
             draw.rectangle([x, y + icon + 10, x + icon, y + icon + 30], fill=(90, 90, 90))
     for line in range(20):
