@@ -134,6 +134,22 @@ def test_openai_client_sends_a_phone_screenshot_like_open_autoglm(host):
 
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
+def test_open_autoglms_own_deployment_check_passes(host):
+    """Open-AutoGLM's scripts/check_deployment_en.py, unchanged (containers/model-server/tests/open_autoglm), with
+    its own sample (its system prompt and a real phone screenshot), as its README tells a user to run it."""
+    vendored = ROOT / "containers" / "model-server" / "tests" / "open_autoglm" / "scripts"
+    proc = subprocess.run(
+        [sys.executable, str(vendored / "check_deployment_en.py"),
+         "--base-url", "http://%s:8000/v1" % host_var(host, "lab_address"), "--apikey", API_KEY, "--model", "tiny",
+         "--messages-file", str(vendored / "sample_messages_en.json"), "--max-tokens", "12"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Model inference result:" in proc.stdout
+    assert int(proc.stdout.split("Prompt tokens:")[1].split()[0]) > 2000, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
 def test_the_running_container_uses_the_published_digest(host, published):
     # The build host pushed to the registry's push endpoint (the recorded repository, :5001); the fleet pulls the
     # same digest from the read-only pull endpoint (:5000), one image store behind both (docs/registry.md).
