@@ -151,11 +151,15 @@ def test_open_autoglms_own_deployment_check_passes(host):
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
 def test_the_running_container_uses_the_published_digest(host, published):
+    # The build host pushed to the registry's push endpoint (the recorded repository, :5001); the fleet pulls the
+    # same digest from the read-only pull endpoint (:5000), one image store behind both (docs/registry.md).
+    pulled = published["reference"].replace(":5001/", ":5000/", 1)
+    assert pulled != published["reference"], published["reference"]
     inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
-    assert inspect["Config"]["Image"] == published["reference"]
+    assert inspect["Config"]["Image"] == pulled
     assert inspect["State"]["Health"]["Status"] == "healthy"
     image = json.loads(on_host(host, "docker", "image", "inspect", inspect["Image"]))[0]
-    assert published["reference"] in image["RepoDigests"]
+    assert pulled in image["RepoDigests"]
     assert image["Id"] == published["image_id"]
     deployed = state(host, "model_serve")["current"]
     assert deployed["digest"] == published["digest"]
