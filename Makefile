@@ -21,8 +21,8 @@ lab: setup  ## bring up the local lab fleet and run site.yml on it
 lab-down:  ## remove the lab hosts, their volumes and network
 	@ansible-playbook lab/playbooks/lab_down.yml
 
-test: setup  ## every test tier (what .ci/run runs)
-	@scripts/test.sh lint sanity unit argspecs build integration molecule e2e
+test:  ## set-up, then every test tier (what .ci/run runs); the summary gives each one's minutes
+	@scripts/test.sh setup lint sanity unit argspecs build integration molecule e2e
 
 lint:  ## ansible-lint (production), yamllint, ruff
 	@scripts/test.sh lint

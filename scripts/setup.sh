@@ -5,6 +5,10 @@
 #   3. the controller venv (.venv) from requirements.txt + constraints.txt,
 #   4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse,
 #   7. the lab's signed tiny model and the model server's build context archive.
+# The lab images (debootstrap, apt-get inside the builds) are made in the background from step 2 on,
+# while pip fills the venv and the wheelhouse and model are made: those steps wait on the network and
+# on different programs, and a fresh machine spends most of its set-up in them. The images' log is
+# printed when they are done; any failure stops the set-up. Each step prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -31,6 +35,14 @@ fi
 step "Docker engine"
 ensure_docker
 
+mkdir -p .cache
+images_log=.cache/setup-images.log
+step "Lab images: building in the background (log: $images_log)"
+lab/scripts/images.sh > "$images_log" 2>&1 &
+images_pid=$!
+# Stop the background build when set-up fails or is interrupted (it would go on writing the log).
+trap '[ -n "${images_pid:-}" ] && kill "$images_pid" 2>/dev/null || true' EXIT
+
 step "Controller venv (.venv)"
 want=$(cat requirements.txt constraints.txt | sha256sum | cut -c1-16)
 if [ -x .venv/bin/python ] && [ "$(cat .venv/.stamp 2>/dev/null)" = "$want" ]; then
@@ -47,9 +59,6 @@ fi
 step "Collection link (.cache/collections/ansible_collections/autoglm/fleet)"
 link_collection
 
-step "Lab images"
-lab/scripts/images.sh
-
 step "Wheelhouse for the managed hosts' runtime venv"
 .venv/bin/ansible-playbook playbooks/wheelhouse.yml
 
@@ -57,3 +66,14 @@ step "Lab model (made and signed here) and the model server's build context"
 lab/scripts/model.sh 2>/dev/null
 VARIANT=cpu containers/model-server/build.sh --context-archive .cache/model-server/context-cpu.tar >/dev/null
 info "build context: .cache/model-server/context-cpu.tar"
+
+step "Lab images: waiting for the background build"
+if wait "$images_pid"; then
+  images_pid=
+  sed 's/^/    /' "$images_log"
+else
+  images_pid=
+  cat "$images_log" >&2
+  die "building the lab images failed (log above, kept in $images_log)."
+fi
+info "set-up took $SECONDS s"
