@@ -38,13 +38,45 @@ check_pytest() {
 }
 tier_argspecs() { pytest -q tests/lint; }
 tier_build() { scripts/build-collection.sh; }
+# Scenarios run MOLECULE_JOBS at a time (default 2): most of a scenario's time is spent waiting on
+# containers, apt and health checks, not on the CPU. Each writes its own log, printed whole when it
+# ends; the slowest start first so the pool stays full. The table at the end gives each one's time.
+molecule_order="model_serve registry monitoring gpu_stack model_weights docker runtime preflight"
 tier_molecule() {
-  local rc=0 s
+  local jobs=${MOLECULE_JOBS:-2} logs=.cache/molecule-logs s rc=0
+  local -a scenarios=() pids=()
+  local -A pid_of=() start_of=()
+  mkdir -p "$logs"
+  for s in $molecule_order; do [ -f "molecule/$s/molecule.yml" ] && scenarios+=("$s"); done
   for s in molecule/*/molecule.yml; do
     s=$(basename "$(dirname "$s")")
-    step "molecule test -s $s"
-    molecule test -s "$s" || rc=1
+    [[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
   done
+  info "scenarios: ${scenarios[*]} ($jobs at a time; logs in $logs/)"
+  local -a results=()
+  finish() {  # wait for one running scenario, print its log and record its result
+    local done_pid st name secs
+    wait -n -p done_pid "${pids[@]}"; st=$?
+    name=${pid_of[$done_pid]}
+    secs=$(( $(date +%s) - start_of[$name] ))
+    step "molecule test -s $name: $([ "$st" = 0 ] && echo passed || echo FAILED) after ${secs}s"
+    cat "$logs/$name.log"
+    results+=("$(printf '%-14s %-7s %4dm%02ds' "$name" "$([ "$st" = 0 ] && echo passed || echo FAILED)" $((secs / 60)) $((secs % 60)))")
+    [ "$st" = 0 ] || rc=1
+    local -a left=()
+    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
+    pids=("${left[@]}")
+  }
+  for s in "${scenarios[@]}"; do
+    while [ "${#pids[@]}" -ge "$jobs" ]; do finish; done
+    info "[$(date +%H:%M:%S)] start molecule test -s $s"
+    start_of[$s]=$(date +%s)
+    molecule test -s "$s" > "$logs/$s.log" 2>&1 &
+    pid_of[$!]=$s; pids+=("$!")
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do finish; done
+  printf '\n    molecule scenarios:\n'
+  printf '      %s\n' "${results[@]}"
   return "$rc"
 }
 tier_e2e() { lab/scripts/e2e.sh; }

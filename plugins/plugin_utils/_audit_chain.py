@@ -29,6 +29,8 @@ import socket
 import stat
 import time
 
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir
+
 GENESIS = "0" * 64
 FORMAT_VERSION = 1
 RECORD_TYPES = ("run_start", "task", "run_end")
@@ -120,24 +122,11 @@ def create_key(path):
             os.link(tmp, path)
         except FileExistsError:
             return False
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return True
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------------- writer
@@ -239,7 +228,7 @@ class AuditLog:
                     % (self.path, stat.S_IMODE(st.st_mode), exc.strerror)
                 )
         if not existed:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return self
 
     def close(self):

@@ -3,10 +3,15 @@ stopping one model server fires its alert (then the server is started again and 
 
 import json
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
-from test_lab_serving import GPU_HOSTS, INV, host_var, on_host
+# pytest imports test files with --import-mode=importlib (pyproject.toml), which puts no test directory on sys.path.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from test_lab_serving import GPU_HOSTS, INV, host_var, on_host  # noqa: E402
 
 MONITORING = (INV.get("monitoring") or {}).get("hosts", [])
 

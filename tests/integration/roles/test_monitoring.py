@@ -324,6 +324,8 @@ def test_bad_input_fails_in_preflight_with_every_failure(tmp_path, ansible_playb
                     monitoring_alert_5xx_for: 5 minutes
                     monitoring_retention_time: forever
                     monitoring_port: 70000
+                    monitoring_scrape_interval: 5s
+                    monitoring_scrape_timeout: 1m
                     monitoring_alertmanagers: ["http://am:9093/"]
                     monitoring_registry_ca: not a certificate
                     monitoring_extra_scrape_configs: [{job_name: node}]
@@ -376,6 +378,7 @@ def test_bad_input_fails_in_preflight_with_every_failure(tmp_path, ansible_playb
         "every monitoring_alertmanagers item is host:port",
         "monitoring_registry_ca must be PEM text",
         "none of the role's own",
+        "monitoring_scrape_timeout (1m) is longer than monitoring_scrape_interval (5s)",
     ):
         assert needle in main, (needle, main)
     node = msgs["node"]
