@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -28,9 +27,6 @@ from autoglm_fleet.run import Options, Outcome, execute
 
 PENDING = {
     "playbooks/rollback.yml": "blue-green rollback (issue 15) has not landed on this checkout",
-    "playbooks/bundle.yml": "air-gapped bundles (issue 16) have not landed on this checkout",
-    "plugins/modules/bundle_verify.py": "the module autoglm.fleet.bundle_verify (issue 16) has not landed on this checkout",
-    "playbooks/driver_upgrade.yml": "the rolling driver upgrade is missing from this checkout",
 }
 
 
@@ -88,12 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollout", help="roll the model out: site.yml --tags model_weights,model_serve (canary first)")
     _common(p)
-    p.add_argument("--digest", help="the image digest to roll out (-e model_serve_digest=...; default: the recorded one)")
+    p.add_argument(
+        "--digest", help="the image digest to roll out (-e model_serve_digest=...; default: the recorded one)"
+    )
     p.add_argument("--batch", help="hosts per batch after the canaries (-e fleet_batch=..., e.g. 1 or 25%%)")
 
     p = sub.add_parser("rollback", help="return to a recorded version: playbooks/rollback.yml (blue-green)")
     _common(p)
-    p.add_argument("--to", metavar="DIGEST", help="a digest in the hosts' history (-e rollback_to=...; default: the previous)")
+    p.add_argument(
+        "--to", metavar="DIGEST", help="a digest in the hosts' history (-e rollback_to=...; default: the previous)"
+    )
 
     p = sub.add_parser("preflight", help="every gate, nothing changed: site.yml --tags preflight")
     _common(p)
@@ -103,14 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="playbooks/<name>.yml")
     p.add_argument("-t", "--tags", help="only these tags")
     p.add_argument("--skip-tags", help="skip these tags")
-
-    bundle = sub.add_parser("bundle", help="air-gapped bundles: build, verify")
-    bsub = bundle.add_subparsers(dest="bundle_command", metavar="ACTION")
-    p = bsub.add_parser("build", help="build a bundle: playbooks/bundle.yml (its variables through -e)")
-    _common(p)
-    p = bsub.add_parser("verify", help="verify a bundle on the controller: autoglm.fleet.bundle_verify")
-    _common(p, run_options=False)
-    p.add_argument("bundle", help="the bundle (its directory or file)")
 
     audit = sub.add_parser("audit", help="the run audit trail (docs/audit.md)")
     asub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
@@ -159,10 +151,9 @@ def report(command: str, outcome: Outcome) -> int:
             out("  | " + line)
     verdict = "succeeded" if code == EXIT_OK else "FAILED"
     failed = tracker.failed_hosts
-    out(
-        "%s %s: %d host(s)%s; artifacts: %s"
-        % (command, verdict, len(tracker.hosts), (", failed: " + ", ".join(failed)) if failed else "", outcome.artifact_dir)
-    )
+    failed_text = (", failed: " + ", ".join(failed)) if failed else ""
+    hosts = len(tracker.hosts)
+    out("%s %s: %d host(s)%s; artifacts: %s" % (command, verdict, hosts, failed_text, outcome.artifact_dir))
     return code
 
 
@@ -175,7 +166,6 @@ def announce(command: str, what: str, opts: Options) -> None:
     if opts.check:
         bits.append("(check mode)")
     out("%s: %s" % (command, " ".join(bits)))
-    out("Ansible's output: the artifact directory's stdout (printed at the end)")
 
 
 def run_playbook(command: str, opts: Options, path: str, more: Sequence[str] = ()) -> int:
@@ -220,42 +210,11 @@ def cmd_rollback(args, project):
 def cmd_play(args, project):
     name = args.name[:-4] if args.name.endswith(".yml") else args.name
     if not name or "/" in name or name.startswith("."):
-        raise UsageError("play takes a playbook's name in playbooks/ (registry_gc, driver_upgrade, ...), not %r" % args.name)
+        raise UsageError(
+            "play takes a playbook's name in playbooks/ (registry_gc, driver_upgrade, ...), not %r" % args.name
+        )
     path = need(project, "playbooks/%s.yml" % name, "play %s" % name)
     return run_playbook("play %s" % name, options(args, project), path)
-
-
-def cmd_bundle(args, project):
-    if args.bundle_command == "build":
-        path = need(project, "playbooks/bundle.yml", "bundle build")
-        return run_playbook("bundle build", options(args, project), path)
-    if args.bundle_command == "verify":
-        need(project, "plugins/modules/bundle_verify.py", "bundle verify")
-        opts = options(args, project)
-        opts.inventory = "localhost,"
-        bundle = os.path.abspath(args.bundle)
-        if not os.path.exists(bundle):
-            raise UsageError("bundle verify: %s does not exist" % args.bundle)
-        module_args = json.dumps({bundle_option(project): bundle})
-        out("bundle verify: %s on the controller (autoglm.fleet.bundle_verify)" % bundle)
-        outcome = execute(
-            opts, "bundle-verify", module="autoglm.fleet.bundle_verify", module_args=module_args,
-            host_pattern="localhost", more_args=["-c", "local"], emit=out,
-        )
-        return report("bundle verify", outcome)
-    raise UsageError("bundle needs an action: build or verify")
-
-
-def bundle_option(project: pathlib.Path) -> str:
-    """The module's option that takes the bundle: `path` or `bundle`, whichever its documentation has."""
-    text = (project / "plugins/modules/bundle_verify.py").read_text()
-    for name in ("path", "bundle", "bundle_dir", "src"):
-        if "\n  %s:\n" % name in text:
-            return name
-    raise UsageError(
-        "bundle verify: plugins/modules/bundle_verify.py documents none of the options path, bundle, bundle_dir, src; "
-        "update autoglm_fleet.cli.bundle_option"
-    )
 
 
 def cmd_audit(args, project):
@@ -267,7 +226,9 @@ def cmd_audit(args, project):
     log, key = audit_settings(project)
     log, key = args.log or log, args.key_file or key
     if not key:
-        raise UsageError("audit verify: no key (pass --key-file, set AUTOGLM_AUDIT_KEY_FILE or [callback_audit] key_file)")
+        raise UsageError(
+            "audit verify: no key (pass --key-file, set AUTOGLM_AUDIT_KEY_FILE or [callback_audit] key_file)"
+        )
     argv = [sys.executable, str(script), log, "--key-file", key]
     if args.expect_last:
         argv += ["--expect-last", args.expect_last]
@@ -311,7 +272,6 @@ COMMANDS = {
     "rollback": cmd_rollback,
     "preflight": cmd_preflight,
     "play": cmd_play,
-    "bundle": cmd_bundle,
     "audit": cmd_audit,
 }
 
@@ -327,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if not args.command:
             parser.print_usage(sys.stderr)
-            err("autoglm-fleet: error: a command is required (up, status, rollout, rollback, preflight, play, bundle, audit)")
+            err("autoglm-fleet: error: a command is required (up, status, rollout, rollback, preflight, play, audit)")
             return EXIT_USAGE
         return COMMANDS[args.command](args, project)
     except UsageError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -115,6 +116,9 @@ def execute(
 
     root = artifacts_root(opts.project, opts.artifacts)
     ident = new_ident(command)
+    if progress:
+        # ansible-runner writes <private data dir>/artifacts/<ident>/: stdout (Ansible's own output), job_events/.
+        emit("artifacts: %s (Ansible's output: its stdout)" % (root / "artifacts" / ident))
     tracker = RunTracker(emit=emit, progress=progress)
     cancel = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
@@ -167,7 +171,5 @@ def write_summary(outcome: Outcome, command: str, opts: Options, what: str | Non
         "hosts": outcome.tracker.as_dict(),
         "artifact_dir": str(outcome.artifact_dir),
     }
-    try:
+    with contextlib.suppress(OSError):
         (outcome.artifact_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    except OSError:
-        pass

@@ -18,7 +18,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Seque
     out = []
     for row in [list(headers), *cells]:
         parts = [
-            (c.rjust(w) if headers[i] in right else c.ljust(w)) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            (c.rjust(w) if headers[i] in right else c.ljust(w))
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         out.append("  ".join(parts).rstrip())
     return "\n".join(out)
@@ -38,7 +39,7 @@ def duration(seconds: float | None) -> str:
         return "-"
     if seconds < 60:
         return "%.1fs" % seconds
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return "%dm%02ds" % (minutes, secs)
     hours, minutes = divmod(minutes, 60)
