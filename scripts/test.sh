@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
 
 tier_lint() {
-  ansible-lint --offline && yamllint --strict . && ruff check .
+  ansible-lint --offline && yamllint --strict . && ruff check . && antsibull-changelog lint
 }
 tier_sanity() { scripts/sanity.sh; }
 # Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
@@ -37,7 +37,8 @@ check_pytest() {
   [ "$1" = 0 ]
 }
 tier_argspecs() { pytest -q tests/lint; }
-tier_build() { scripts/build-collection.sh; }
+# The tarball; the execution environment's build context (ansible-builder create); `make release` on a scratch copy.
+tier_build() { scripts/build-collection.sh && scripts/ee-context.sh && scripts/release.sh --check; }
 # Scenarios run MOLECULE_JOBS at a time (default 2): most of a scenario's time is spent waiting on
 # containers, apt and health checks, not on the CPU. Each writes its own log, printed whole when it
 # ends; the slowest start first so the pool stays full. The table at the end gives each one's time.
