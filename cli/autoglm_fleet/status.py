@@ -119,7 +119,7 @@ def host_row(host: str, st: dict | None, last: dict | None, why: str | None) -> 
         "groups": [g for g in st.get("groups") or [] if g not in ("all", "ungrouped")],
         "os": (st.get("os") or "").strip(),
         "kernel": st.get("kernel"),
-        "runtime_root": st.get("runtime_root"),
+        "runtime_root": st.get("root_dir"),
         "driver": st.get("driver") or None,
         "cuda": st.get("cuda") or None,
         "nvml_status": st.get("nvml_status"),

@@ -15,7 +15,7 @@ SERVING = {
     "groups": ["canary", "gpu_hosts"],
     "os": "Debian 12.11",
     "kernel": "6.1.0-28-amd64",
-    "runtime_root": "/opt/autoglm",
+    "root_dir": "/opt/autoglm",
     "nvml_status": "ok",
     "driver": "535.216.01",
     "cuda": "12.2",
@@ -47,7 +47,7 @@ def test_a_bare_host_from_recorded_events(events):
     found, why = statuses(events)
     assert list(found) == ["localhost"] and why == {}
     row = status.host_row("localhost", found["localhost"], None, None)
-    assert row["reachable"] is True
+    assert row["reachable"] is True and row["runtime_root"] == "/opt/autoglm"
     assert row["groups"] == ["gpu_hosts"]
     assert row["os"].startswith("Debian 12")
     assert row["driver"] is None and row["cuda"] is None and row["gpus"] == []
