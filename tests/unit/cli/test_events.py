@@ -59,8 +59,8 @@ def test_progress_off_writes_nothing_but_keeps_the_results(events):
 def test_an_ignored_failure_counts_as_ok():
     tracker, lines = replay([
         {"event": "playbook_on_play_start", "event_data": {"play": "P"}},
-        {"event": "runner_on_failed", "event_data": {"host": "h", "task": "t", "ignore_errors": True,
-                                                      "res": {"msg": "no"}}},
+        {"event": "runner_on_failed",
+         "event_data": {"host": "h", "task": "t", "ignore_errors": True, "res": {"msg": "no"}}},
         {"event": "playbook_on_stats", "event_data": {"ok": {"h": 1}, "ignored": {"h": 1}}},
     ])
     assert tracker.failed_hosts == []
