@@ -147,8 +147,8 @@ class RunTracker:
                 self._line(
                     created,
                     host,
-                    "%-*s  %-11s ok=%-3d changed=%-3d failed=%-2d %s"
-                    % (PHASE_WIDTH, phase_name(self.play), state, c.ok, c.changed, c.failed, duration(c.seconds)),
+                    "%s  %-11s ok=%-3d changed=%-3d failed=%-2d %s"
+                    % (phase_name(self.play).ljust(PHASE_WIDTH), state, c.ok, c.changed, c.failed, duration(c.seconds)),
                 )
         self.phase = {}
 

@@ -36,7 +36,7 @@ def test_one_line_per_host_and_phase_and_the_failure_at_once(events):
 
 
 def test_summary_from_the_recap(events):
-    tracker, _ = replay(events("two-hosts-one-fails.jsonl"))
+    tracker = replay(events("two-hosts-one-fails.jsonl"))[0]
     assert tracker.stats_seen
     assert tracker.failed_hosts == ["b"]
     a, b = tracker.hosts["a"], tracker.hosts["b"]
