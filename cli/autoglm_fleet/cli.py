@@ -249,7 +249,8 @@ def cmd_status(args, project):
     log, _key = audit_settings(project)
     last = status.last_runs(log, hosts)
     rows = [status.host_row(h, statuses.get(h), last.get(h), why.get(h)) for h in hosts]
-    code = EXIT_OK if outcome.exit_code == EXIT_OK and all(r["reachable"] for r in rows) else EXIT_FAILED
+    ok = outcome.exit_code == EXIT_OK and rows and all(r["reachable"] for r in rows)
+    code = EXIT_OK if ok else EXIT_FAILED
     if args.json:
         print(json.dumps(rows, indent=1, sort_keys=True))
         return code

@@ -9,8 +9,10 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 
@@ -129,8 +131,13 @@ def execute(
         cancel.set()
         emit("interrupted: stopping ansible-playbook (Ctrl-C again to quit at once)")
 
+    # ansible-runner keeps a run's command line and environment in <private data dir>/env/ and reads them back in the
+    # next run that does not pass its own: a shared private data dir would run `status` with the previous command's
+    # --limit and --tags. Each run gets its own (removed after it), and writes its artifacts under the shared root.
+    private = pathlib.Path(tempfile.mkdtemp(prefix=".run-%s-" % ident, dir=root))
     kwargs = {
-        "private_data_dir": str(root),
+        "private_data_dir": str(private),
+        "artifact_dir": str(root / "artifacts"),
         "project_dir": str(opts.project),
         "ident": ident,
         "inventory": opts.inventory,
@@ -150,6 +157,7 @@ def execute(
         runner = ansible_runner.run(**kwargs)
     finally:
         signal.signal(signal.SIGINT, previous)
+        shutil.rmtree(private, ignore_errors=True)
     artifact_dir = pathlib.Path(runner.config.artifact_dir)
     outcome = Outcome(rc=runner.rc, status=runner.status, artifact_dir=artifact_dir, tracker=tracker)
     write_summary(outcome, command, opts, playbook or module)

@@ -65,9 +65,12 @@ def short_digest(digest: str | None, length: int = 12) -> str | None:
 
 
 def first_line(text: object, limit: int = 160) -> str:
-    """The first non-empty line of a message, cut to ``limit`` characters."""
-    for line in str(text or "").splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return ""
+    """The first non-empty line of a message, cut to ``limit`` characters; a line that ends with a colon (a heading,
+    "Preflight failed 1 gate(s) on gpu-2:") is followed by the next one, which says what failed."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[0]
+    if line.endswith(":") and len(lines) > 1:
+        line = "%s %s" % (line, lines[1])
+    return line if len(line) <= limit else line[: limit - 3] + "..."

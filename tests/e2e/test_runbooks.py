@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_cli import artifacts, fleet  # noqa: E402
-from test_lab_serving import CONTAINER, GPU_HOSTS, INV, INVENTORY, host_var, on_host  # noqa: E402
+from test_lab_serving import CONTAINER, GPU_HOSTS, INV, INVENTORY, host_var, on_host, runtime_root, state  # noqa: E402
 
 REGISTRY = INV["registry"]["hosts"][0]
 MONITORING = (INV.get("monitoring") or {}).get("hosts", [])
@@ -40,6 +40,7 @@ def test_drain_a_host_and_upgrade_its_driver():
     """docs/runbooks/driver-upgrade.md on one host (the lab has no GPU: drained, model server stopped, put back)."""
     host, other = GPU_HOSTS[-1], GPU_HOSTS[0]
     before, other_before = started_at(host), started_at(other)
+    serving = state(host, "model_serve")["current"]["digest"]
     result = fleet("play", "driver_upgrade", "-i", INVENTORY, "-l", host, "-e", "driver_upgrade_branch=550")
     assert result.returncode == 0
     assert re.search(r"^%s\s+changed\s" % re.escape(host), result.stdout, re.MULTILINE), result.stdout
@@ -47,11 +48,12 @@ def test_drain_a_host_and_upgrade_its_driver():
     take_out = "Take the host out of service (the drain record, read by autoglm-fleet status)"
     assert done[take_out] == ("runner_on_ok", True)
     assert done["Remove the drain record (the host is back in service)"] == ("runner_on_ok", True)
-    # Its model server was stopped and started again (the role's smoke test passed); the other host was left alone.
+    # Its model server was stopped and started again (the role's smoke test passed), on the digest it served before;
+    # it is no longer drained; the other host was left alone.
     assert started_at(host) != before
     assert started_at(other) == other_before
-    rows = json.loads(fleet("status", "-i", INVENTORY, "-l", host, "--json").stdout)
-    assert [(r["host"], r["ready"], r["drained"]) for r in rows] == [(host, True, None)]
+    assert state(host, "model_serve")["current"]["digest"] == serving
+    assert on_host(host, "sh", "-c", "test -e %s/state/drain.json || echo gone" % runtime_root(host)).strip() == "gone"
 
 
 def test_a_bad_branch_is_refused_before_anything_changes():
@@ -88,6 +90,7 @@ def test_rotate_registry_credentials_and_certificate():
                            {"name": "build", "password": "rotated-build-pw", "role": "push"}],
         "registry_client_password": "rotated-fleet-pw",
         "registry_client_push_password": "rotated-build-pw",
+        "model_serve_password": "rotated-fleet-pw",
     }
     result = fleet("play", "registry_rotate", "-i", INVENTORY, "-e", "registry_rotate_certificate=true",
                    "-e", json.dumps(new))

@@ -90,6 +90,13 @@ def test_success_exits_0_and_extra_vars_limit_pass_through(project, tmp_path):
     assert command[0] == "ansible-playbook"
     for flag, value in (("-e", "x=1"), ("--limit", "a"), ("--skip-tags", "none")):
         assert command[command.index(flag) + 1] == value, command
+    # The next run in the same artifacts root gets none of those (ansible-runner reads a run's command line back
+    # from its private data dir: each run has its own, removed after it).
+    result = fleet("up", "-i", str(project / "hosts"), "--project", str(project), "--artifacts", str(arts), cwd=project)
+    assert result.returncode == 1  # b fails again: no --limit a this time
+    command = json.loads((artifact_dir(result.stdout) / "command").read_text())["command"]
+    assert "--limit" not in command and "-e" not in command and "--skip-tags" not in command, command
+    assert sorted(p.name for p in arts.iterdir()) == ["artifacts"]
 
 
 def test_status_json_of_a_bare_gpu_host(tmp_path):

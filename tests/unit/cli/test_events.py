@@ -8,6 +8,7 @@ import pytest
 from autoglm_fleet import EXIT_FAILED, EXIT_OK
 from autoglm_fleet.events import RunTracker, phase_name
 from autoglm_fleet.run import Options, Outcome, cmdline
+from autoglm_fleet.table import first_line
 
 
 def replay(events, **kwargs) -> tuple[RunTracker, list[str]]:
@@ -112,3 +113,17 @@ def test_cmdline_passes_everything_through():
         "-e", "a=1", "-e", '{"b": 2}', "--limit", "gpu-1", "--tags", "preflight", "--skip-tags", "publish",
         "--check", "--diff", "--forks", "3", "-vvvvvv", "-c", "local",
     ]
+
+
+@pytest.mark.parametrize(
+    ("msg", "line"),
+    [
+        ("Preflight failed 1 gate(s) on gpu-2:\n- disk: free disk space is 45.9 GiB\nWarnings:\n- x",
+         "Preflight failed 1 gate(s) on gpu-2: - disk: free disk space is 45.9 GiB"),
+        ("\n  one line  \nsecond", "one line"),
+        ("", ""),
+        ("x" * 200, "x" * 157 + "..."),
+    ],
+)
+def test_the_failure_line_says_what_failed(msg, line):
+    assert first_line(msg) == line
