@@ -3,7 +3,7 @@
 # every step checks what is already there and does only what is missing.
 #   1. Debian packages (the Docker engine among them), 2. a running Docker engine,
 #   3. the controller venv (.venv) from requirements.txt + constraints.txt,
-#   4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse,
+#   3b. the operators' CLI (autoglm-fleet) from cli/, 4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse,
 #   7. the lab's signed tiny model and the model server's build context archive.
 # The lab images (debootstrap, apt-get inside the builds) are made in the background from step 2 on,
 # while pip fills the venv and the wheelhouse and model are made: those steps wait on the network and
@@ -54,6 +54,18 @@ else
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > .venv/.stamp
+fi
+
+step "The operators' CLI (autoglm-fleet, from cli/)"
+# Editable: the command runs this checkout's cli/ (and finds this checkout's playbooks). No dependencies:
+# ansible-runner is in the venv already (requirements.txt); pip fetches setuptools for the build.
+if .venv/bin/python -c 'import autoglm_fleet, sys; sys.exit(not autoglm_fleet.__file__.startswith(sys.argv[1]))' \
+     "$PWD/cli/" 2>/dev/null && [ -x .venv/bin/autoglm-fleet ]; then
+  info "installed ($(.venv/bin/autoglm-fleet --version))"
+else
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e cli 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  info "installed: .venv/bin/autoglm-fleet"
 fi
 
 step "Collection link (.cache/collections/ansible_collections/autoglm/fleet)"

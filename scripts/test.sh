@@ -19,7 +19,7 @@ fi
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
 
 tier_lint() {
-  ansible-lint --offline && yamllint --strict . && ruff check .
+  ansible-lint --offline && yamllint --strict . && ruff check . && antsibull-changelog lint
 }
 tier_sanity() { scripts/sanity.sh; }
 # Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
@@ -47,7 +47,8 @@ check_pytest() {
   [ "$1" = 0 ]
 }
 tier_argspecs() { pytest -q tests/lint; }
-tier_build() { scripts/build-collection.sh; }
+# The tarball; the execution environment's build context (ansible-builder create); `make release` on a scratch copy.
+tier_build() { scripts/build-collection.sh && scripts/ee-context.sh && scripts/release.sh --check; }
 # Scenarios run MOLECULE_JOBS at a time (default 3): one scenario keeps about 0.7 of a core busy
 # (measured: molecule test -s preflight, 94 s wall, 51 s of controller CPU and 17 s in its instance),
 # because a linear play waits on its slowest host, on apt, containers and health checks; three fill the
