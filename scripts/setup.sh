@@ -3,8 +3,9 @@
 # every step checks what is already there and does only what is missing.
 #   1. Debian packages (the Docker engine among them), 2. a running Docker engine,
 #   3. the controller venv (.venv) from requirements.txt + constraints.txt,
-#   3b. the operators' CLI (autoglm-fleet) from cli/, 4. this checkout linked as ansible_collections/autoglm/fleet, 5. the lab images, 6. the wheelhouse,
-#   7. the lab's signed tiny model and the model server's build context archive.
+#   4. the operators' CLI (autoglm-fleet) from cli/, 5. this checkout linked as ansible_collections/autoglm/fleet,
+#   6. the lab images, 7. the wheelhouse,
+#   8. the lab's signed tiny model and the model server's build context archive.
 # The lab images (debootstrap, apt-get inside the builds) are made in the background from step 2 on,
 # while pip fills the venv and the wheelhouse and model are made: those steps wait on the network and
 # on different programs, and a fresh machine spends most of its set-up in them. The images' log is
