@@ -33,6 +33,7 @@ def doubled_backslashes_in_block_scalars(text):
     """Return (line number, line) for every Jinja literal with a doubled backslash inside a block scalar."""
     found = []
     block_indent = None
+    block_jinja = False
     for number, line in enumerate(text.splitlines(), start=1):
         indent = len(line) - len(line.lstrip())
         if block_indent is not None:
