@@ -138,12 +138,12 @@ def test_the_image_the_last_publish_recorded_is_not_run_again(ansible_playbook, 
     label the last publish's record names (written only after the check passed), and only for that image."""
     args = {"CUDA_VERSION": "12.8", "TORCH_CUDA": "13.0"}  # a mismatch, so a skipped check shows
     other = {"image_id": "sha256:" + "0" * 64, "cuda_version": "12.8", "digest": "sha256:" + "1" * 64}
-    result, _ = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=other)
+    result = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=other)[0]
     assert result.returncode != 0
     assert "was built but is not pushed: the image is labelled ai.autoglm.cuda.version=12.8" in result.stdout
     image_id = docker("image", "inspect", "%s:recorded" % engine, "--format", "{{.Id}}").stdout.strip()
     mine = dict(other, image_id=image_id)
-    result, _ = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=mine)
+    result = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=mine)[0]
     out = result.stdout
     assert "was checked against its torch when it was published" in out, out
     assert PUSH_TASK in out, out  # let through to the push (which fails: nothing listens at localhost:5999)
