@@ -148,37 +148,6 @@ TASKS = [
 ]
 
 
-def screenshot_png(width: int = 1080, height: int = 2400, seed: int = 0, noise: int = 560) -> bytes:
-    """A phone-screenshot-like PNG: status bar, app icons, text lines, and a photo-like (noisy) area of
-    ``noise`` x ``noise`` pixels that keeps it about 1 MB (base64 ~1.3 MB) at the default size.
-    (The generator of containers/model-server/tests/conftest.py.)"""
-    import io
-    import random
-
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)  # noqa: S311 (test pixels, not secrets)
-    image = Image.new("RGB", (width, height), (245, 245, 247))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, 0, width, height // 30], fill=(30, 30, 30))
-    icon = width // 6
-    for row in range(4):
-        for col in range(4):
-            x, y = col * width // 4 + icon // 4, height // 10 + row * icon * 2
-            colour = tuple(rng.randrange(256) for _ in "rgb")
-            draw.rounded_rectangle([x, y, x + icon, y + icon], radius=icon // 5, fill=colour)
-            draw.rectangle([x, y + icon + 10, x + icon, y + icon + 30], fill=(90, 90, 90))
-    for line in range(20):
-        y = height // 2 + line * height // 50
-        draw.rectangle([40, y, 40 + rng.randrange(width // 3, width - 80), y + height // 120], fill=(60, 60, 60))
-    if noise:
-        blob = Image.frombytes("RGB", (noise, noise), rng.randbytes(noise * noise * 3))
-        image.paste(blob, (width - noise - 20, height - noise - 200))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
 def user_turn(text: str, image_url: str | None) -> dict:
     content: list[dict] = [{"type": "image_url", "image_url": {"url": image_url}}] if image_url else []
     return {"role": "user", "content": [*content, {"type": "text", "text": text}]}
@@ -422,14 +391,14 @@ def main() -> int:
         serve_baseline(args.serve_baseline, args.port, args.device, args.dtype, args.threads, args.max_pixels)
         return 0
 
-    from autoglm_server.devtools import make_random_vlm
+    from autoglm_server.devtools import make_random_vlm, phone_screenshot_png
 
     levels = [int(c) for c in args.clients.split(",")]
     per_client = {c: max(args.requests_per_client, math.ceil(args.min_requests / c)) for c in levels}
     # a distinct screenshot for every image request of a level (the same set for both servers)
     count = max(math.ceil(c * per_client[c] / args.image_every) for c in levels) if args.image_every else 0
     t0 = time.perf_counter()
-    pngs = [screenshot_png(seed=i) for i in range(count)]
+    pngs = [phone_screenshot_png(seed=i) for i in range(count)]
     images = ["data:image/png;base64," + base64.b64encode(p).decode() for p in pngs]
     print(
         f"{count} screenshots 1080x2400, {statistics.mean(map(len, pngs or [b''])) / 1e6:.2f} MB PNG, "

@@ -1,47 +1,104 @@
 #!/usr/bin/env bash
 # Run test tiers by name, time each, print a summary table, and exit non-zero if any tier failed.
-#   scripts/test.sh lint sanity unit argspecs build molecule e2e
+#   scripts/test.sh [setup] lint sanity unit argspecs build integration molecule e2e
 # Every tier runs even when an earlier one failed, so one CI run reports every broken tier.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+# `setup` is a tier too (make test runs it first) so that the summary shows what a fresh machine spends on it;
+# the other tiers need what it makes, so its failure ends the run.
+if [ "${1:-}" = setup ]; then
+  shift
+  step "tier: setup"
+  start=$(date +%s)
+  scripts/setup.sh || die "set-up failed (above); no test tier can run without it."
+  secs=$(( $(date +%s) - start ))
+  setup_row=$(printf '%-10s %-7s %4dm%02ds' setup passed $((secs / 60)) $((secs % 60)))
+fi
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
 
 tier_lint() {
-  ansible-lint --offline && yamllint --strict . && ruff check .
+  ansible-lint --offline && yamllint --strict . && ruff check . && antsibull-changelog lint
 }
 tier_sanity() { scripts/sanity.sh; }
 # Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
 # compiler (imported by the model server) refuses to load after that.
 tier_unit() {
-  local rc=0 part
-  for part in "tests/unit lab/tests" "containers/model-server/tests"; do
-    step "pytest $part"
-    # shellcheck disable=SC2086
-    pytest $part; local prc=$?
-    [ "$prc" = 5 ] && { echo "pytest collected no tests in $part: that is a failure here"; prc=1; }
-    [ "$prc" = 0 ] || rc=1
-  done
+  local rc=0
+  step "pytest tests/unit (not integration)"
+  pytest -m "not integration" tests/unit; check_pytest $? || rc=1
+  step "pytest containers/model-server/tests (its own process; not the image)"
+  pytest -m "not image" containers/model-server/tests; check_pytest $? || rc=1
   return "$rc"
 }
+# Real ansible-playbook and ansible-inventory runs, and the model server image built and run.
+tier_integration() {
+  local rc=0
+  step "pytest -m integration tests/integration tests/unit lab/tests"
+  pytest -m integration tests/integration tests/unit lab/tests; check_pytest $? || rc=1
+  step "pytest -m image containers/model-server/tests (builds and runs the image)"
+  pytest -m image containers/model-server/tests; check_pytest $? || rc=1
+  return "$rc"
+}
+# pytest's exit status 5 (nothing collected) is a failure here: a tier that tests nothing must not pass.
+check_pytest() {
+  [ "$1" = 5 ] && { echo "pytest collected no tests: that is a failure here"; return 1; }
+  [ "$1" = 0 ]
+}
 tier_argspecs() { pytest -q tests/lint; }
-tier_build() { scripts/build-collection.sh; }
+# The tarball; the execution environment's build context (ansible-builder create); `make release` on a scratch copy.
+tier_build() { scripts/build-collection.sh && scripts/ee-context.sh && scripts/release.sh --check; }
+# Scenarios run MOLECULE_JOBS at a time (default 3): one scenario keeps about 0.7 of a core busy
+# (measured: molecule test -s preflight, 94 s wall, 51 s of controller CPU and 17 s in its instance),
+# because a linear play waits on its slowest host, on apt, containers and health checks; three fill the
+# CI machine's two cores. Each writes its own log, printed whole when it ends; the slowest start first so
+# the pool stays full. The table at the end gives each one's time.
+molecule_order="registry model_serve gpu_stack runtime monitoring model_weights docker preflight"
 tier_molecule() {
-  local rc=0 s
+  local jobs=${MOLECULE_JOBS:-3} logs=.cache/molecule-logs s rc=0
+  local -a scenarios=() pids=()
+  local -A pid_of=() start_of=()
+  mkdir -p "$logs"
+  for s in $molecule_order; do [ -f "molecule/$s/molecule.yml" ] && scenarios+=("$s"); done
   for s in molecule/*/molecule.yml; do
     s=$(basename "$(dirname "$s")")
-    step "molecule test -s $s"
-    molecule test -s "$s" || rc=1
+    [[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
   done
+  info "scenarios: ${scenarios[*]} ($jobs at a time; logs in $logs/)"
+  local -a results=()
+  finish() {  # wait for one running scenario, print its log and record its result
+    local done_pid st name secs
+    wait -n -p done_pid "${pids[@]}"; st=$?
+    name=${pid_of[$done_pid]}
+    secs=$(( $(date +%s) - start_of[$name] ))
+    step "molecule test -s $name: $([ "$st" = 0 ] && echo passed || echo FAILED) after ${secs}s"
+    cat "$logs/$name.log"
+    results+=("$(printf '%-14s %-7s %4dm%02ds' "$name" "$([ "$st" = 0 ] && echo passed || echo FAILED)" $((secs / 60)) $((secs % 60)))")
+    [ "$st" = 0 ] || rc=1
+    local -a left=()
+    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
+    pids=("${left[@]}")
+  }
+  for s in "${scenarios[@]}"; do
+    while [ "${#pids[@]}" -ge "$jobs" ]; do finish; done
+    info "[$(date +%H:%M:%S)] start molecule test -s $s"
+    start_of[$s]=$(date +%s)
+    molecule test -s "$s" > "$logs/$s.log" 2>&1 &
+    pid_of[$!]=$s; pids+=("$!")
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do finish; done
+  printf '\n    molecule scenarios:\n'
+  printf '      %s\n' "${results[@]}"
   return "$rc"
 }
 tier_e2e() { lab/scripts/e2e.sh; }
 
 declare -a rows=()
+[ -z "${setup_row:-}" ] || rows+=("$setup_row")
 failed=0
 for t in "$@"; do
-  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build molecule e2e"
+  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: setup (first only) lint sanity unit argspecs build integration molecule e2e"
   step "tier: $t"
   start=$(date +%s)
   "tier_$t"; rc=$?

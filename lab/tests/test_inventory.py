@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The real ansible-inventory: the integration tier (make integration).
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -51,6 +53,15 @@ def test_groups_addresses_and_the_build_host(inventory):
     assert plain(hv["t-gpu-1"]["ansible_connection"]) == "community.docker.docker_api"
     assert plain(hv["t-gpu-1"]["lab_mirror_address"]) == "10.9.8.250"
     assert plain(hv["t-gpu-1"]["lab_mirror_name"]) == "t-mirror"
+    assert hosts(data, "monitoring") == ["t-monitoring-1"]
+    assert plain(hv["t-monitoring-1"]["lab_address"]) == "10.9.8.5"
+    assert "t-monitoring-1" not in hosts(data, "gpu_hosts") + hosts(data, "canary")
+
+
+def test_a_lab_without_monitoring(inventory):
+    run = inventory("monitoring_hosts: 0\n")
+    assert run.returncode == 0, run.stderr
+    assert hosts(json.loads(run.stdout), "monitoring") == []
 
 
 def test_the_size_comes_from_the_environment(inventory):
@@ -66,6 +77,7 @@ def test_the_size_comes_from_the_environment(inventory):
         ("subnet: 10.9.8.0/28\n", "/24 or larger"),
         ("gpu_hosts: 0\n", "gpu_hosts must be 1..200"),
         ("gpu_hosts: 2\ncanary_hosts: 3\n", "canary_hosts must be between 0 and gpu_hosts"),
+        ("monitoring_hosts: 2\n", "monitoring_hosts must be 0 or 1"),
     ],
 )
 def test_bad_sizes_and_subnets_are_refused_with_the_fix(inventory, text, message):

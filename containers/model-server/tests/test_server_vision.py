@@ -452,3 +452,19 @@ def test_remote_image_from_an_allowed_host_and_no_redirects(vlm_server, make_scr
         assert "HTTP 302" in error_of(redirected)["message"]
     finally:
         httpd.shutdown()
+
+
+def test_each_api_call_leaves_one_audit_line_without_the_prompt(vlm_server, make_screenshot, data_url, capsys):
+    url = data_url(make_screenshot(540, 1200, seed=9, noise=0))
+    capsys.readouterr()
+    body = {"messages": [user_turn("a secret instruction", url)], "max_tokens": 3, "temperature": 0}
+    assert chat(vlm_server, **body).status_code == 200
+    assert chat(vlm_server, messages=[user_turn("x", "file:///etc/passwd")], max_tokens=1).status_code == 400
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"event":"api_request"')]
+    ok, refused = [x for x in lines if x["endpoint"] == "/v1/chat/completions"][-2:]
+    assert (ok["status"], ok["model"], ok["images"], ok["stream"]) == (200, vlm_server.model, 1, False)
+    assert ok["prompt_tokens"] > 700 and ok["completion_tokens"] == 3 and ok["latency"] > 0
+    assert ok["client"] == "127.0.0.1" and ok["key_id"] is None
+    assert refused["status"] == 400
+    assert "a secret instruction" not in out and url[30:80] not in out

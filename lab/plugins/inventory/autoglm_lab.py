@@ -35,6 +35,10 @@ options:
     description: How many of the GPU hosts are also in C(canary), the group that takes a new version first.
     type: int
     default: 1
+  monitoring_hosts:
+    description: How many hosts the C(monitoring) group has (0 or 1; Prometheus with the alert rules, at .5).
+    type: int
+    default: 1
   name_prefix:
     description: Prefix of host and container names (C(lab-registry-1), C(lab-gpu-1), ...).
     type: str
@@ -45,7 +49,8 @@ options:
     default: autoglm-lab
   subnet:
     description:
-      - IPv4 subnet of the lab network, a /24. Registry hosts get addresses from .10, GPU hosts from .20.
+      - IPv4 subnet of the lab network, a /24. The monitoring host gets .5, registry hosts addresses from .10, GPU
+        hosts from .20.
       - Change it if it collides with a network the controller already uses.
     type: str
     default: 172.30.99.0/24
@@ -67,6 +72,7 @@ import ipaddress
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
+MONITORING_OFFSET = 5
 REGISTRY_OFFSET = 10
 GPU_OFFSET = 20
 MIRROR_OFFSET = 250
@@ -84,6 +90,7 @@ class InventoryModule(BaseInventoryPlugin):
         gpu = self.get_option("gpu_hosts")
         registry = self.get_option("registry_hosts")
         canary = self.get_option("canary_hosts")
+        monitoring = self.get_option("monitoring_hosts")
         prefix = self.get_option("name_prefix")
         try:
             net = ipaddress.ip_network(self.get_option("subnet"))
@@ -96,16 +103,19 @@ class InventoryModule(BaseInventoryPlugin):
                 "autoglm_lab: gpu_hosts must be 1..200 and registry_hosts 1..10 "
                 "(set them in %s or with AUTOGLM_LAB_GPU_HOSTS)" % path
             )
+        if monitoring not in (0, 1):
+            raise AnsibleParserError("autoglm_lab: monitoring_hosts must be 0 or 1 (it is %s)" % monitoring)
         if not 0 <= canary <= gpu:
             raise AnsibleParserError("autoglm_lab: canary_hosts must be between 0 and gpu_hosts (%d)" % gpu)
 
-        for group in ("lab", "registry", "gpu_hosts", "canary", "model_build"):
+        for group in ("lab", "registry", "gpu_hosts", "canary", "model_build", "monitoring"):
             self.inventory.add_group(group)
         self.inventory.add_child("all", "lab")
         self.inventory.add_child("lab", "registry")
         self.inventory.add_child("lab", "gpu_hosts")
         self.inventory.add_child("gpu_hosts", "canary")
         self.inventory.add_child("lab", "model_build")
+        self.inventory.add_child("lab", "monitoring")
         self.inventory.set_variable("lab", "lab_network_name", self.get_option("network_name"))
         self.inventory.set_variable("lab", "lab_network_subnet", str(net))
         self.inventory.set_variable("lab", "lab_network_gateway", str(net.network_address + 1))
@@ -114,6 +124,8 @@ class InventoryModule(BaseInventoryPlugin):
 
         hosts = [("registry", "%s-registry-%d" % (prefix, i), REGISTRY_OFFSET + i - 1) for i in range(1, registry + 1)]
         hosts += [("gpu_hosts", "%s-gpu-%d" % (prefix, i), GPU_OFFSET + i - 1) for i in range(1, gpu + 1)]
+        hosts += [("monitoring", "%s-monitoring-%d" % (prefix, i), MONITORING_OFFSET + i - 1)
+                  for i in range(1, monitoring + 1)]
         for index, (group, name, offset) in enumerate(hosts):
             target = "canary" if group == "gpu_hosts" and index - registry < canary else group
             self.inventory.add_host(name, group=target)

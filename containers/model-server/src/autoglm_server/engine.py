@@ -170,7 +170,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()
         self.failures = 0  # consecutive steps that failed for a server-side reason
-        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare")
+        # Two pools, so that a text request's tokenizing never queues behind another request's images.
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="autoglm-prepare-text")
+        self.image_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare-image")
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -187,6 +189,7 @@ class Engine:
             self.state = "stopped"
         self.metrics.ready.set(0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.image_pool.shutdown(wait=False, cancel_futures=True)
 
     def start_drain(self) -> None:
         if self.state in ("ready", "starting", "loading", "warming"):
@@ -341,14 +344,24 @@ class Engine:
             self.processor = load_processor(str(model_dir), config, self.tokenizer)
             self.image_placeholder = image_placeholder(config, self.processor, self.tokenizer)
         auto_class = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
+        placement = load_placement(s, self.device, torch.cuda.device_count() if self.device.type == "cuda" else 0)
+        if placement.get("quantization_config") is not None:
+            from transformers import BitsAndBytesConfig
+
+            placement["quantization_config"] = BitsAndBytesConfig(**placement["quantization_config"])
         model = auto_class.from_pretrained(
             str(model_dir),
             local_files_only=True,
             dtype=dtype,
             use_safetensors=True if has_safetensors else None,
             trust_remote_code=False,
+            **placement,
         )
-        model.to(self.device)
+        if "device_map" in placement:  # spread by accelerate: inputs go to the embedding's device
+            self.device = model.get_input_embeddings().weight.device
+            log.info("model placed over %s", sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()}))
+        else:
+            model.to(self.device)
         model.eval()
         if s.quantization == "int8":
             if self.device.type != "cpu":
@@ -776,3 +789,33 @@ def image_placeholder(config: Any, processor: Any, tokenizer: Any) -> str:
 
 def url_ref(url: str, where: str = "warm-up") -> ImageRef:
     return ImageRef(url=url, where=where)
+
+
+def load_placement(settings: Settings, device: torch.device, gpu_count: int) -> dict[str, Any]:
+    """from_pretrained's placement arguments: one device (none), a device map over the visible GPUs with each GPU's
+    weight budget (``max_memory``, from the role's memory plan), and bitsandbytes' config for bnb-8bit/bnb-4bit."""
+    from .config import parse_max_memory
+
+    out: dict[str, Any] = {}
+    if settings.quantization.startswith("bnb-"):
+        if device.type != "cuda":
+            raise RuntimeError(f"quantization={settings.quantization} needs a CUDA device; torch sees none")
+        if settings.quantization == "bnb-8bit":
+            out["quantization_config"] = {"load_in_8bit": True}
+        else:
+            compute = torch.float16 if settings.dtype == "float16" else torch.bfloat16
+            out["quantization_config"] = {
+                "load_in_4bit": True,
+                "bnb_4bit_quant_type": "nf4",
+                "bnb_4bit_compute_dtype": compute,
+                "bnb_4bit_use_double_quant": True,
+            }
+    if device.type == "cuda" and (settings.max_memory or gpu_count > 1 or "quantization_config" in out):
+        out["device_map"] = "auto"
+        if settings.max_memory:
+            budget = parse_max_memory(settings.max_memory)
+            missing = [i for i in budget if i >= gpu_count]
+            if missing:
+                raise RuntimeError(f"max_memory names GPU {missing} but torch sees {gpu_count}; fix AUTOGLM_MAX_MEMORY")
+            out["max_memory"] = budget
+    return out

@@ -93,7 +93,7 @@ def test_the_entry_point_resolves_the_root_in_order(tmp_path, ansible_playbook):
     playbook = _playbook(tmp_path)
     run = ansible_playbook(playbook, "-i", str(tmp_path / "hosts"), "--check", "--tags", "t")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    got = {name: json.loads((tmp_path / (name + ".json")).read_text()) for name, *_ in CASES}
+    got = {name: json.loads((tmp_path / (name + ".json")).read_text()) for name, *_rest in CASES}
     assert got == {
         "default": _facts_for("/opt/autoglm"),
         "recorded": _facts_for("/srv/recorded"),
