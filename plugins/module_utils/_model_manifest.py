@@ -19,14 +19,14 @@ import pathlib
 import re
 
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import Source, safe_relpath
+from ansible_collections.autoglm.fleet.plugins.module_utils._signing import IMPORT_ERROR, KeyModeError, verify_statement
 
 try:
     from model_signing import hashing, verifying
-    from model_signing._signing import sign_ec_key, sign_sigstore_pb
 except Exception as exc:  # ImportError, and model_signing's own import errors without pyopenssl
     MODEL_SIGNING_IMPORT_ERROR = exc
 else:
-    MODEL_SIGNING_IMPORT_ERROR = None
+    MODEL_SIGNING_IMPORT_ERROR = IMPORT_ERROR
 
 MISSING_LIBRARY = ("the model_signing library could not be imported (%s); install model-signing and pyopenssl "
                    "in the runtime venv (pip install model-signing pyopenssl), or set require_signature: false "
@@ -114,13 +114,9 @@ def require_model_signing():
         raise ManifestError(MISSING_LIBRARY % MODEL_SIGNING_IMPORT_ERROR)
 
 
-def _binding(signature, signature_path):
+def _binding(predicate, signature_path):
     """The ``{model_id, revision, sizes}`` the signer recorded in the statement just verified, or None."""
-    try:
-        predicate = json.loads(signature.bundle.dsse_envelope.payload)["predicate"]
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ManifestError("cannot read the signed statement of %s: %s" % (signature_path, exc)) from exc
-    record = predicate.get(BINDING) if isinstance(predicate, dict) else None
+    record = predicate.get(BINDING)
     if record is None:
         return None
     if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record.get(k)
@@ -166,21 +162,19 @@ def verify_signature(signature_path, public_key_path, label=None):
     label = label or signature_path
     require_model_signing()
     try:
-        verifier = sign_ec_key.Verifier(pathlib.Path(public_key_path))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ManifestError("cannot load the public key %s: %s; give public_key as a PEM EC P-256/384/521 "
-                            "public key" % (public_key_path, exc)) from exc
-    try:
-        signature = sign_sigstore_pb.Signature.read(pathlib.Path(signature_path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ManifestError("cannot read the signature %s: %s; it must be a bundle written by "
-                            "`model_signing sign key`" % (label, exc)) from exc
-    try:
-        manifest = verifier.verify(signature)
-    except Exception as exc:  # cryptography's InvalidSignature, ValueError on key mismatch
-        raise ManifestError("the signature %s does not verify with the public key %s (%s: %s); the model "
-                            "was not signed by that key or was altered; nothing was downloaded"
-                            % (label, public_key_path, type(exc).__name__, exc or "bad signature")) from exc
+        manifest, predicate = verify_statement(signature_path, public_key_path)
+    except KeyModeError as exc:
+        if exc.stage == "key":
+            raise ManifestError("cannot load the public key %s: %s; give public_key as a PEM EC P-256/384/521 "
+                                "public key" % (public_key_path, exc.reason)) from exc
+        if exc.stage == "read":
+            raise ManifestError("cannot read the signature %s: %s; it must be a bundle written by "
+                                "`model_signing sign key`" % (label, exc.reason)) from exc
+        if exc.stage == "verify":
+            raise ManifestError("the signature %s does not verify with the public key %s (%s); the model "
+                                "was not signed by that key or was altered; nothing was downloaded"
+                                % (label, public_key_path, exc.reason)) from exc
+        raise ManifestError("cannot read the signed statement of %s: %s" % (label, exc.reason)) from exc
     serialization = manifest.serialization_type
     if serialization.get("method") != "files" or serialization.get("hash_type") != "sha256":
         raise ManifestError("the signature uses %s/%s serialization; model_fetch needs per-file SHA-256 (the "
@@ -195,7 +189,7 @@ def verify_signature(signature_path, public_key_path, label=None):
         files.append({"path": rd.identifier, "size": None, "sha256": rd.digest.digest_hex})
     if not files:
         raise ManifestError("the signed statement lists no files")
-    binding = _binding(signature, label)
+    binding = _binding(predicate, label)
     if binding is not None:
         sizes = binding.pop("sizes")
         for f in files:
