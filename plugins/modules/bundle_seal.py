@@ -8,123 +8,116 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: bundle_seal
-short_description: Write and sign an offline bundle's manifest, and make update bundles
+short_description: Write and sign an offline bundle's manifest (every file with its size and SHA-256)
 version_added: 0.2.0
 description:
   - Runs where the bundle is built (the controller, for C(playbooks/bundle.yml)), never on a fleet host.
   - Lists every file under O(path) with its size and SHA-256, with O(contents) (what the bundle carries and the
-    versions), in C(manifest.json), and signs its exact bytes with O(signing_key) into C(manifest.sig). A
-    bundle whose files and contents did not change keeps its manifest and signature (and its id).
-  - With O(update), also writes an update bundle to O(update.dest) - only what changed since the bundle whose
-    manifest is O(update.base) (the site's current bundle): its manifest lists the whole content the site ends up
-    with and marks what the base already carries. A new image ships as a thin archive (the layers it shares with
-    the base's image of the same name are left out). The base's manifest must verify with the same key.
-  - M(autoglm.fleet.bundle_verify) checks all of it on the site before any host changes.
-  - Why a module - no maintained module signs a directory's file list with an operator key and diffs it against
-    another; the manifest format is this collection's (C(docs/bundle.md)).
-author: autoglm.fleet maintainers (@autoglm)
+    versions), in C(manifest.json) (canonical JSON), and signs the SHA-256 of its exact bytes into C(manifest.sig)
+    with O(private_key), in the key mode the collection signs models with (OpenSSF model_signing, EC key; the keys
+    C(scripts/model-sign keygen) makes). Each file is written atomically, the manifest first; what was written is
+    verified with the key's public half before the module returns.
+  - A symbolic link, device, socket or FIFO anywhere under O(path) is refused, naming it; nothing is written then.
+  - A bundle whose files and contents did not change, and whose signature verifies with this key, keeps its
+    manifest and signature (and its id and creation time).
+  - M(autoglm.fleet.bundle_verify) checks the bundle on the site before any host changes.
+  - Why a module - no maintained module signs a directory's file list with an operator key; the manifest format
+    is this collection's.
+author: autoglm.fleet contributors (@autoglm)
 extends_documentation_fragment:
   - autoglm.fleet.attributes
 attributes:
   check_mode:
     support: full
     details:
-      - Hashes the files and reports whether the manifest (and the update) would change; writes nothing.
+      - Hashes the files and reports whether the manifest would change (and the diff); writes and signs nothing.
   diff_mode:
-    support: none
+    support: full
+    details:
+      - The manifest before and after (the previous one only when its signature verifies with this key).
   idempotent:
     support: full
 requirements:
-  - cryptography (the controller's venv has it)
+  - model-signing and pyopenssl (the controller's venv has them)
 options:
   path:
-    description: The full bundle directory.
+    description: The bundle directory; its files are what the manifest lists (but C(manifest.json) and
+      C(manifest.sig)).
     type: path
     required: true
   contents:
     description:
-      - What the bundle carries (its C(apt), C(images), C(wheelhouse), C(model) and C(target) entries), recorded
-        as is in the manifest; C(playbooks/bundle.yml) assembles it.
+      - What the bundle carries and the versions (for example C(apt), C(images), C(wheelhouse), C(model),
+        C(target) entries), recorded as is in the manifest.
     type: dict
     required: true
-  signing_key:
-    description: The operator's private key (PEM, EC or Ed25519; C(scripts/model-sign keygen) makes one).
+  private_key:
+    description: The operator's private key file (PEM, EC P-256, P-384 or P-521), as C(scripts/model-sign keygen)
+      makes it. Keep it off the fleet.
     type: path
     required: true
-  signing_key_password:
-    description: The key's password, when it is encrypted.
+  private_key_passphrase:
+    description: The passphrase of an encrypted O(private_key) (from Ansible Vault).
     type: str
-  update:
-    description: Also write an update bundle against the site's current bundle.
-    type: dict
-    suboptions:
-      base:
-        description: The site's current bundle's C(manifest.json) (its C(manifest.sig) beside it).
-        type: path
-        required: true
-      dest:
-        description: Directory of the update bundle (outside O(path)); files not part of the update are removed.
-        type: path
-        required: true
   workers:
     description: Files hashed at the same time.
     type: int
     default: 4
+seealso:
+  - module: autoglm.fleet.bundle_verify
+  - module: autoglm.fleet.model_fetch
 """
 
 EXAMPLES = r"""
-- name: Sign the bundle's manifest
+- name: Seal the bundle built on this machine
   autoglm.fleet.bundle_seal:
     path: /srv/bundles/site-a
-    contents: "{{ bundle_contents }}"
-    signing_key: /secure/keys/bundle.key
-
-- name: Sign it and write the update from the bundle the site runs now
-  autoglm.fleet.bundle_seal:
-    path: /srv/bundles/site-a
-    contents: "{{ bundle_contents }}"
-    signing_key: /secure/keys/bundle.key
-    update:
-      base: /srv/bundles/site-a-current/manifest.json
-      dest: /srv/bundles/site-a-update
+    contents:
+      target: debian-12
+      model: {id: zai-org/AutoGLM-Phone-9B, revision: v1.0}
+    private_key: /secure/keys/model-signing.key
+    private_key_passphrase: "{{ vault_bundle_key_passphrase }}"
+  delegate_to: localhost
+  run_once: true
+  register: sealed
 """
 
 RETURN = r"""
 manifest:
-  description: Id, kind, creation time and totals of the full bundle's manifest.
+  description: Id, kind, creation time and totals of the bundle's manifest.
   returned: always
   type: dict
   sample: {id: 3f2a9c0d1e2b3c4d5e6f, kind: full, created: "2026-12-05T04:00:00Z",
-           totals: {files: 480, bytes: 3700000000, shipped_files: 480, shipped_bytes: 3700000000}}
-update:
-  description: Id, base and totals of the update bundle.
-  returned: when O(update) is given
-  type: dict
-  sample: {id: 9a8b7c6d5e4f3a2b1c0d, kind: update, base: {id: 3f2a9c0d1e2b3c4d5e6f, manifest_sha256: "..."},
-           totals: {files: 481, bytes: 3800000000, shipped_files: 9, shipped_bytes: 12000000}}
-key_id:
-  description: SHA-256 of the signing key's public half (DER); the site's bundle_verify reports the same.
+           totals: {files: 480, bytes: 3700000000}}
+manifest_sha256:
+  description: SHA-256 of C(manifest.json) (the bytes the signature is over).
   returned: always
   type: str
+  sample: 9c1d5b0e2f8a4c3b7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c
+key_id:
+  description: SHA-256 of the signing key's public half (PEM), as model_signing records it; bundle_verify
+    reports the same.
+  returned: always
+  type: str
+  sample: 0d4c1a9e8b7f6e5d4c3b2a190807f6e5d4c3b2a1908f7e6d5c4b3a29180706f5
+files:
+  description: Which files were added, changed and removed against the manifest that was there (all added when
+    there was none that verified with this key).
+  returned: always
+  type: dict
+  sample: {added: [images/model-server.tar], changed: [wheelhouse/vllm-0.6.3-py3-none-any.whl], removed: []}
 """
 
 import datetime
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import (
     BundleError,
-    key_id,
-    load_private_key,
-    make_update,
-    read_signed,
+    changes,
+    dump,
     seal,
+    summary,
 )
-from ansible_collections.autoglm.fleet.plugins.module_utils._image_archive import ImageArchiveError
-
-
-def _summary(manifest):
-    return {k: manifest[k] for k in ("id", "kind", "created", "totals", "base")}
 
 
 def main():
@@ -132,47 +125,30 @@ def main():
         argument_spec={
             "path": {"type": "path", "required": True},
             "contents": {"type": "dict", "required": True},
-            "signing_key": {"type": "path", "required": True},
-            "signing_key_password": {"type": "str", "no_log": True},
-            "update": {
-                "type": "dict",
-                "options": {
-                    "base": {"type": "path", "required": True},
-                    "dest": {"type": "path", "required": True},
-                },
-            },
+            "private_key": {"type": "path", "required": True},
+            "private_key_passphrase": {"type": "str", "no_log": True},
             "workers": {"type": "int", "default": 4},
         },
         supports_check_mode=True,
     )
     p = module.params
-    if not os.path.isdir(p["path"]):
-        module.fail_json(msg="%s is not a directory: build the bundle's content first (playbooks/bundle.yml)" % p["path"])
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    password = p["private_key_passphrase"].encode("utf-8") if p["private_key_passphrase"] else None
     try:
-        with open(p["signing_key"], "rb") as f:
-            pem = f.read()
+        out = seal(p["path"], p["contents"], p["private_key"], password, created, p["workers"], module.check_mode)
+    except BundleError as exc:
+        module.fail_json(msg="bundle %s not sealed: %s" % (p["path"], exc))
     except OSError as exc:
-        module.fail_json(msg="cannot read the signing key %s: %s" % (p["signing_key"], exc))
-    try:
-        password = p["signing_key_password"].encode() if p["signing_key_password"] else None
-        key = load_private_key(pem, password)
-        manifest, changed = seal(p["path"], p["contents"], key, created, p["workers"], module.check_mode)
-        result = {"manifest": _summary(manifest), "key_id": key_id(key.public_key()), "changed": changed}
-        if p["update"]:
-            base_dir = os.path.dirname(os.path.abspath(p["update"]["base"]))
-            if os.path.basename(p["update"]["base"]) != "manifest.json":
-                module.fail_json(msg="update.base must be a bundle's manifest.json (with manifest.sig beside it), "
-                                     "not %s" % p["update"]["base"])
-            base, base_sha = read_signed(base_dir, key.public_key())
-            update, update_changed = make_update(p["path"], manifest, base, base_sha, p["update"]["dest"], key,
-                                                 created, module.check_mode)
-            result["update"] = _summary(update)
-            result["changed"] = changed or update_changed
-    except (BundleError, ImageArchiveError) as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg="cannot write the bundle: %s" % exc)
+        module.fail_json(msg="bundle %s not sealed: cannot read or write %s: %s"
+                             % (p["path"], exc.filename or "a file", exc.strerror or exc))
+    result = {"changed": out["changed"], "manifest": summary(out["manifest"]),
+              "manifest_sha256": out["manifest_sha256"], "key_id": out["key_id"],
+              "files": changes(out["before"], out["manifest"])}
+    if module._diff and out["changed"]:
+        header = "%s/manifest.json" % p["path"]
+        result["diff"] = {"before_header": header, "after_header": header,
+                          "before": dump(out["before"]).decode("ascii") if out["before"] else "",
+                          "after": dump(out["manifest"]).decode("ascii")}
     module.exit_json(**result)
 
 

@@ -11,20 +11,17 @@ module: bundle_verify
 short_description: Verify an offline bundle - its signature and every file - before anything uses it
 version_added: 0.2.0
 description:
-  - Checks a bundle made by C(playbooks/bundle.yml) on the machine that holds it (the controller; C(site.yml)
-    runs it there before any host changes). Reads nothing from the bundle's files before the signature of its
-    C(manifest.json) verifies with the operator's public key.
-  - Then every file the manifest lists, in path order - present, a plain file (never a symbolic link), its size,
-    its SHA-256 - and that nothing else lies in the bundle directory. The first file that fails is named in the
-    error; nothing of a refused bundle reaches a host.
-  - An update bundle ships only what changed since its base; give the site's current bundle (and any updates
-    applied since, oldest first) in O(base). The chain is checked (each update names the manifest before it)
-    and the files the update takes from its base are verified where they lie.
-  - Returns what the roles need - the controller paths of the wheelhouse, the image archives (with the archives
-    a thin image archive stands on), the model, the apt repository's key - and the files the depot serves.
+  - Checks a bundle sealed by M(autoglm.fleet.bundle_seal) on the machine that holds it (the controller; run it
+    there before any host changes). Parses nothing of C(manifest.json) before C(manifest.sig) verifies with
+    O(public_key) over its exact bytes, in the key mode the collection signs models with (OpenSSF
+    model_signing, EC key).
+  - Then the tree - nothing but plain files and directories (a symbolic link anywhere is refused, whatever it
+    points at), no file the manifest does not list, none missing, every size, then every SHA-256. The first file
+    that fails is named in the error; the module changes nothing, so nothing of a refused bundle reaches a host.
+  - A signature of a model (C(scripts/model-sign)) is refused as a bundle's signature.
   - Why a module - no maintained module checks a signed file list of a directory tree; the manifest format is
-    this collection's (C(docs/bundle.md)), written by M(autoglm.fleet.bundle_seal).
-author: autoglm.fleet maintainers (@autoglm)
+    this collection's.
+author: autoglm.fleet contributors (@autoglm)
 extends_documentation_fragment:
   - autoglm.fleet.attributes
 attributes:
@@ -37,153 +34,104 @@ attributes:
   idempotent:
     support: full
 requirements:
-  - cryptography on the machine it runs on (the controller's venv has it)
+  - model-signing and pyopenssl on the machine it runs on (the controller's venv has them)
 options:
   path:
-    description: The bundle to roll out (a directory with C(manifest.json) and C(manifest.sig)).
+    description: The bundle (a directory with C(manifest.json), C(manifest.sig) and the files they list).
     type: path
     required: true
-  base:
-    description:
-      - For an update bundle - the bundles it builds on, oldest first - the site's current full bundle, then the
-        updates applied since.
-    type: list
-    elements: path
-    default: []
   public_key:
-    description: The operator's public key (PEM text, C(BEGIN PUBLIC KEY)) the bundle must be signed with.
-    type: str
-  public_key_path:
-    description: The same key, as a file on the machine the module runs on.
+    description: The operator's public key file (PEM, EC), the C(.pub) of C(scripts/model-sign keygen).
     type: path
+    required: true
   workers:
     description: Files hashed at the same time.
     type: int
     default: 4
+seealso:
+  - module: autoglm.fleet.bundle_seal
 """
 
 EXAMPLES = r"""
 - name: Verify the bundle on the controller before any host changes
   autoglm.fleet.bundle_verify:
     path: /media/usb/bundle-2026-12
-    public_key: "{{ fleet_bundle_public_key }}"
+    public_key: /etc/autoglm/model-signing.pub
   delegate_to: localhost
   run_once: true
   register: bundle
-
-- name: Verify an update against the site's current bundle
-  autoglm.fleet.bundle_verify:
-    path: /media/usb/update-2026-12-20
-    base: [/srv/bundles/bundle-2026-12]
-    public_key_path: /etc/autoglm/bundle.pub
-  delegate_to: localhost
-  run_once: true
 """
 
 RETURN = r"""
+path:
+  description: The bundle's absolute path.
+  returned: always
+  type: str
+  sample: /media/usb/bundle-2026-12
 id:
   description: The bundle's id (a digest of what it holds).
   returned: always
   type: str
   sample: 3f2a9c0d1e2b3c4d5e6f
 kind:
-  description: V(full) or V(update).
+  description: V(full).
   returned: always
   type: str
   sample: full
 created:
-  description: When the bundle was made (UTC).
+  description: When the bundle was sealed (UTC).
   returned: always
   type: str
   sample: "2026-12-05T04:00:00Z"
 manifest_sha256:
-  description: SHA-256 of the bundle's C(manifest.json); an update made against this bundle names it.
+  description: SHA-256 of the bundle's C(manifest.json), the bytes the signature is over.
   returned: always
   type: str
+  sample: 9c1d5b0e2f8a4c3b7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c
 key_id:
-  description: SHA-256 of the public key (DER) the signatures verified with.
+  description: SHA-256 of the public key (PEM) the signature verified with, as model_signing records it.
   returned: always
   type: str
-chain:
-  description: The bundles verified, oldest first (id, kind, manifest_sha256, path).
-  returned: always
-  type: list
-  elements: dict
+  sample: 0d4c1a9e8b7f6e5d4c3b2a190807f6e5d4c3b2a1908f7e6d5c4b3a29180706f5
 contents:
-  description: What the bundle carries (apt repository and its package versions, images with their ids, the
-    wheelhouse, the model), as its manifest says.
+  description: What the bundle carries and the versions, as its signed manifest says.
   returned: always
   type: dict
+  sample: {target: debian-12, model: {id: zai-org/AutoGLM-Phone-9B, revision: v1.0}}
 totals:
-  description: Files and bytes of the content, and of what this bundle itself ships.
+  description: Files and bytes the bundle holds (all verified).
   returned: always
   type: dict
-  sample: {files: 480, bytes: 3700000000, shipped_files: 480, shipped_bytes: 3700000000}
-paths:
-  description: >-
-    Controller paths the roles use: C(wheelhouse_dir), C(model) (with C(dir)), C(apt) (with C(key_file)),
-    C(images) (each with C(file) and C(load_chain), the archives a thin archive stands on, oldest first) and
-    C(depot_files) (the apt repository and model files, each with the C(root) directory that holds it).
-  returned: always
-  type: dict
+  sample: {files: 480, bytes: 3700000000}
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import (
-    BundleError,
-    describe,
-    load_public_key,
-    verify_chain,
-)
+from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, verify
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
-            "base": {"type": "list", "elements": "path", "default": []},
-            "public_key": {"type": "str"},
-            "public_key_path": {"type": "path"},
+            "public_key": {"type": "path", "required": True},
             "workers": {"type": "int", "default": 4},
         },
-        mutually_exclusive=[("public_key", "public_key_path")],
-        required_one_of=[("public_key", "public_key_path")],
         supports_check_mode=True,
     )
     p = module.params
     try:
-        if p["public_key_path"]:
-            try:
-                with open(p["public_key_path"], "rb") as f:
-                    pem = f.read()
-            except OSError as exc:
-                raise BundleError("cannot read the public key %s: %s" % (p["public_key_path"], exc)) from exc
-        else:
-            pem = p["public_key"]
-        key = load_public_key(pem)
-        verified = verify_chain(list(p["base"]) + [p["path"]], key, p["workers"])
-        paths = describe(verified)
+        verified = verify(p["path"], p["public_key"], p["workers"])
     except BundleError as exc:
         module.fail_json(msg="bundle %s refused: %s" % (p["path"], exc))
     except OSError as exc:
-        module.fail_json(msg="bundle %s cannot be read: %s" % (p["path"], exc))
+        module.fail_json(msg="bundle %s refused: cannot read %s: %s"
+                             % (p["path"], exc.filename or "a file", exc.strerror or exc))
     manifest = verified["manifest"]
-    module.exit_json(
-        changed=False,
-        id=manifest["id"],
-        kind=manifest["kind"],
-        created=manifest["created"],
-        base=manifest["base"],
-        manifest_sha256=verified["manifest_sha256"],
-        key_id=verified["key_id"],
-        chain=verified["chain"],
-        contents=manifest["contents"],
-        totals=verified["totals"],
-        paths=paths,
-        path=os.path.abspath(p["path"]),
-    )
+    module.exit_json(changed=False, path=os.path.abspath(p["path"]), id=manifest["id"], kind=manifest["kind"],
+                     created=manifest["created"], manifest_sha256=verified["manifest_sha256"],
+                     key_id=verified["key_id"], contents=manifest["contents"], totals=verified["totals"])
 
 
 if __name__ == "__main__":
