@@ -57,7 +57,7 @@ def parse_records(text):
             if line[:1] in (" ", "\t") and key:
                 fields[key] += "\n" + line
             elif ":" in line:
-                key, _, value = line.partition(":")
+                key, _sep, value = line.partition(":")
                 fields[key] = value.strip()
         out.append((fields, stanza.strip("\n")))
     return out
@@ -127,7 +127,7 @@ class PrivateApt:
 
     def run(self, tool, *args):
         env = dict(os.environ, LC_ALL="C.UTF-8", DEBIAN_FRONTEND="noninteractive")
-        proc = self._run([tool] + self.options() + list(args), capture_output=True, text=True, env=env, check=False)
+        proc = self._run([tool, *self.options(), *args], capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.startswith(("E:", "W:"))]
             raise AptRepoError("%s %s failed (rc %d): %s" % (tool, args[0] if args else "", proc.returncode,
@@ -154,7 +154,7 @@ class PrivateApt:
         records = {}
         for start in range(0, len(inst), _BATCH):
             batch = inst[start:start + _BATCH]
-            text = self.run("apt-cache", "show", *("%s=%s" % (n, v) for n, v, _ in batch))
+            text = self.run("apt-cache", "show", *("%s=%s" % (n, v) for n, v, _arch in batch))
             for fields, stanza in parse_records(text):
                 records.setdefault((fields.get("Package"), fields.get("Version"), fields.get("Architecture")),
                                    (fields, stanza))
@@ -244,7 +244,7 @@ class EphemeralSigner:
 
     def _gpg(self, *args):
         env = dict(os.environ, GNUPGHOME=self.home, LC_ALL="C.UTF-8")
-        proc = self._run([self.gpg, "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", ""] + list(args),
+        proc = self._run([self.gpg, "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", "", *args],
                          capture_output=True, env=env, check=False)
         if proc.returncode != 0:
             raise AptRepoError("gpg %s failed: %s" % (args[0], proc.stderr.decode(errors="replace").strip()[-600:]))

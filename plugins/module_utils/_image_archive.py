@@ -30,7 +30,8 @@ def chain_ids(diff_ids):
     """The layer chain ids of ``diff_ids`` (as the layer store names a layer with everything below it)."""
     out, chain = [], None
     for diff_id in diff_ids:
-        chain = diff_id if chain is None else "sha256:" + hashlib.sha256(("%s %s" % (chain, diff_id)).encode()).hexdigest()
+        chain = (diff_id if chain is None
+                 else "sha256:" + hashlib.sha256(("%s %s" % (chain, diff_id)).encode()).hexdigest())
         out.append(chain)
     return out
 
@@ -86,7 +87,7 @@ def write_thin(src, dest, base_chain_ids):
     """
     info = read_archive(src)
     base = set(base_chain_ids)
-    drop = {layer for layer, chain in zip(info["layers"], info["chain_ids"]) if chain in base}
+    drop = {layer for layer, chain in zip(info["layers"], info["chain_ids"], strict=False) if chain in base}
     tmp = "%s.tmp-%d" % (dest, os.getpid())
     try:
         with tarfile.open(src, "r:") as tin, tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as tout:
@@ -101,6 +102,6 @@ def write_thin(src, dest, base_chain_ids):
         raise
     return {
         "id": info["id"],
-        "omitted": [d for d, layer in zip(info["diff_ids"], info["layers"]) if layer in drop],
-        "kept": [d for d, layer in zip(info["diff_ids"], info["layers"]) if layer not in drop],
+        "omitted": [d for d, layer in zip(info["diff_ids"], info["layers"], strict=False) if layer in drop],
+        "kept": [d for d, layer in zip(info["diff_ids"], info["layers"], strict=False) if layer not in drop],
     }
