@@ -381,3 +381,23 @@ def test_component_of(path, component):
 def test_changes_against_nothing_adds_everything():
     m = _m({"a": b"a", "b/c": b"c"})
     assert bm.changes(None, m) == {"added": ["a", "b/c"], "changed": [], "removed": []}
+
+
+def test_bundle_signature_is_not_taken_for_a_model_signature(sealed, keys):
+    """model_fetch's check refuses a bundle's signature: it names no model and revision."""
+    from ansible_collections.autoglm.fleet.plugins.module_utils import _model_manifest as mm
+
+    files, _serialization, binding = mm.verify_signature(str(sealed / "manifest.sig"), keys["pub"])
+    assert [f["path"] for f in files] == ["manifest.json"] and binding is None
+    with pytest.raises(mm.ManifestError, match="does not say which model and revision it is for"):
+        mm.check_binding(binding, "org/model", "r1", "manifest.sig")
+
+
+def test_new_manifest_beside_the_old_signature_is_refused(sealed, keys):
+    """The window between seal's two renames (or a half-copied bundle): the new manifest, the old signature."""
+    old_sig = (sealed / "manifest.sig").read_bytes()
+    (sealed / "empty.txt").write_bytes(b"changed")
+    bm.seal(str(sealed), CONTENTS, keys["priv"], created="2027-01-01T00:00:00Z")
+    (sealed / "manifest.sig").write_bytes(old_sig)
+    with refused("manifest.json was changed after it was signed"):
+        bm.verify(str(sealed), keys["pub"])
