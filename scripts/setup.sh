@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-APT_PACKAGES=(docker.io debootstrap make git iproute2 curl ca-certificates python3-venv rsync)
+APT_PACKAGES=(docker.io debootstrap make git iproute2 curl ca-certificates python3-venv rsync gnupg)
 
 step "Debian packages"
 if [ "$(id -u)" != 0 ]; then
