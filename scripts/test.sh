@@ -49,14 +49,14 @@ check_pytest() {
 tier_argspecs() { pytest -q tests/lint; }
 # The tarball; the execution environment's build context (ansible-builder create); `make release` on a scratch copy.
 tier_build() { scripts/build-collection.sh && scripts/ee-context.sh && scripts/release.sh --check; }
-# Scenarios run MOLECULE_JOBS at a time (default 3): one scenario keeps about 0.7 of a core busy
-# (measured: molecule test -s preflight, 94 s wall, 51 s of controller CPU and 17 s in its instance),
-# because a linear play waits on its slowest host, on apt, containers and health checks; three fill the
-# CI machine's two cores. Each writes its own log, printed whole when it ends; the slowest start first so
-# the pool stays full. The table at the end gives each one's time.
+# Scenarios run MOLECULE_JOBS at a time (default 2). One scenario keeps about 0.7 of a core busy (measured:
+# molecule test -s preflight, 94 s wall, 51 s of controller CPU and 17 s in its instance), because a linear play
+# waits on its slowest host, on apt, containers and health checks; two nearly fill the CI machine's two cores, and
+# three (tried on 2026-12-05) only made each scenario slower. Each writes its own log, printed whole when it ends;
+# the slowest start first so the pool stays full. The table at the end gives each one's time.
 molecule_order="registry model_serve gpu_stack runtime monitoring model_weights docker preflight"
 tier_molecule() {
-  local jobs=${MOLECULE_JOBS:-3} logs=.cache/molecule-logs s rc=0
+  local jobs=${MOLECULE_JOBS:-2} logs=.cache/molecule-logs s rc=0
   local -a scenarios=() pids=()
   local -A pid_of=() start_of=()
   mkdir -p "$logs"
