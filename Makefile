@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export MAKE_TARGET := $(firstword $(MAKECMDGOALS))
 
-.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build constraints image-cuda
+.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build integration constraints image-cuda image-vllm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,24 +16,26 @@ setup:  ## install what the lab and the tests need (packages, Docker engine, .ve
 	@scripts/setup.sh
 
 lab: setup  ## bring up the local lab fleet and run site.yml on it
-	@ansible-playbook playbooks/lab.yml
+	@ansible-playbook lab/playbooks/lab.yml
 
 lab-down:  ## remove the lab hosts, their volumes and network
-	@ansible-playbook playbooks/lab_down.yml
+	@ansible-playbook lab/playbooks/lab_down.yml
 
 test: setup  ## every test tier (what .ci/run runs)
-	@scripts/test.sh lint sanity unit argspecs build molecule e2e
+	@scripts/test.sh lint sanity unit argspecs build integration molecule e2e
 
 lint:  ## ansible-lint (production), yamllint, ruff
 	@scripts/test.sh lint
 sanity:  ## ansible-test sanity on the collection
 	@scripts/test.sh sanity
-unit:  ## pytest tests/unit
+unit:  ## pytest tests/unit and the model server's tests (no playbook runs, no image builds)
 	@scripts/test.sh unit
 argspecs:  ## every role's meta/argument_specs.yml names the variables of its defaults/main.yml
 	@scripts/test.sh argspecs
-build:  ## ansible-galaxy collection build, install the tarball, list its plugins
+build:  ## ansible-galaxy collection build, install the tarball, list its plugins, check its file list
 	@scripts/test.sh build
+integration:  ## real ansible-playbook/ansible-inventory runs and the model server image (pytest -m integration, -m image)
+	@scripts/test.sh integration
 molecule:  ## every molecule scenario (check, converge, idempotence, verify)
 	@scripts/test.sh molecule
 e2e:  ## the lab end to end: lab.yml twice, the second run must change nothing
@@ -41,6 +43,9 @@ e2e:  ## the lab end to end: lab.yml twice, the second run must change nothing
 
 image-cuda:  ## build the CUDA model server image (downloads several GB from PyPI; not part of `make test`)
 	@VARIANT=cuda containers/model-server/build.sh
+
+image-vllm:  ## build the vLLM engine image (untested on a GPU; several GB from PyPI; not part of `make test`)
+	@containers/vllm/build.sh
 
 constraints:  ## re-resolve constraints.txt from requirements.txt (needs network)
 	@rm -rf .cache/constraints-venv && python3 -m venv .cache/constraints-venv \

@@ -159,9 +159,16 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
     raise SystemExit("server did not become ready")
 
 
+def child_env(environ: dict[str, str]) -> dict[str, str]:
+    """The servers' environment: the server package first on PYTHONPATH, then whatever it already holds (wheels
+    carried to a GPU machine under --target, for instance: bench/gpu_check.sh)."""
+    path = os.pathsep.join(p for p in (str(SRC), environ.get("PYTHONPATH")) if p)
+    return {**environ, "PYTHONPATH": path}
+
+
 def start(kind: str, args: argparse.Namespace, model_dir: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = child_env(os.environ)
     if kind == "baseline":
         cmd = [sys.executable, __file__, "--serve-baseline", model_dir, "--port", str(port)]
         cmd += ["--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale of the main job: the idempotent re-run of site.yml (through playbooks/lab.yml) on 2 and on 6 lab GPU
+# Scale of the main job: the idempotent re-run of site.yml (through lab/playbooks/lab.yml) on 2 and on 6 lab GPU
 # hosts, side by side in one run. Prints each time and the ratio 6-host / 2-host (the baseline is the 2-host
 # re-run; a ratio of 3.0 would mean no parallelism at all, 1.0 perfect parallelism).
 #   bench/site_scale.sh            # about 40 minutes on a 2-core machine (two labs built from bare hosts)
@@ -17,18 +17,18 @@ secs() { python3 -c 'import sys, time; print("%.1f" % ((time.time_ns() - int(sys
 for n in $sizes; do
   export AUTOGLM_LAB_GPU_HOSTS=$n
   step "scale: $n GPU hosts, from bare hosts (log $logs/first-$n.log)"
-  ansible-playbook -i "$inv" playbooks/lab_down.yml > "$logs/down.log" 2>&1
+  ansible-playbook -i "$inv" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1
   start=$(date +%s%N)
-  ansible-playbook -i "$inv" playbooks/lab.yml > "$logs/first-$n.log" 2>&1 || die "first run on $n hosts failed: $logs/first-$n.log"
+  ansible-playbook -i "$inv" lab/playbooks/lab.yml > "$logs/first-$n.log" 2>&1 || die "first run on $n hosts failed: $logs/first-$n.log"
   info "first run: $(secs "$start") s"
   step "scale: $n GPU hosts, the idempotent re-run (log $logs/rerun-$n.log)"
   start=$(date +%s%N)
-  ansible-playbook -i "$inv" playbooks/lab.yml > "$logs/rerun-$n.log" 2>&1 || die "re-run on $n hosts failed: $logs/rerun-$n.log"
+  ansible-playbook -i "$inv" lab/playbooks/lab.yml > "$logs/rerun-$n.log" 2>&1 || die "re-run on $n hosts failed: $logs/rerun-$n.log"
   rerun[$n]=$(secs "$start")
   grep -Eq 'changed=[1-9]' <(awk '/^PLAY RECAP/{f=1} f' "$logs/rerun-$n.log") && die "the re-run on $n hosts changed something"
   info "re-run: ${rerun[$n]} s, 0 changed"
 done
-ansible-playbook -i "$inv" playbooks/lab_down.yml > "$logs/down.log" 2>&1
+ansible-playbook -i "$inv" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1
 
 step "scale: result"
 read -r a b <<<"$sizes"

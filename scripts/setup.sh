@@ -48,12 +48,12 @@ step "Collection link (.cache/collections/ansible_collections/autoglm/fleet)"
 link_collection
 
 step "Lab images"
-scripts/lab-images.sh
+lab/scripts/images.sh
 
 step "Wheelhouse for the managed hosts' runtime venv"
 .venv/bin/ansible-playbook playbooks/wheelhouse.yml
 
 step "Lab model (made and signed here) and the model server's build context"
-scripts/lab-model.sh 2>/dev/null
+lab/scripts/model.sh 2>/dev/null
 VARIANT=cpu containers/model-server/build.sh --context-archive .cache/model-server/context-cpu.tar >/dev/null
 info "build context: .cache/model-server/context-cpu.tar"

@@ -15,33 +15,76 @@ tier_sanity() { scripts/sanity.sh; }
 # Two processes: ansible-core replaces sys.intern when its module_utils are imported, and torch's
 # compiler (imported by the model server) refuses to load after that.
 tier_unit() {
-  local rc=0 part
-  for part in "tests/unit" "containers/model-server/tests"; do
-    step "pytest $part"
-    # shellcheck disable=SC2086
-    pytest $part; local prc=$?
-    [ "$prc" = 5 ] && { echo "pytest collected no tests in $part: that is a failure here"; prc=1; }
-    [ "$prc" = 0 ] || rc=1
-  done
+  local rc=0
+  step "pytest tests/unit (not integration)"
+  pytest -m "not integration" tests/unit; check_pytest $? || rc=1
+  step "pytest containers/model-server/tests (its own process; not the image)"
+  pytest -m "not image" containers/model-server/tests; check_pytest $? || rc=1
   return "$rc"
+}
+# Real ansible-playbook and ansible-inventory runs, and the model server image built and run.
+tier_integration() {
+  local rc=0
+  step "pytest -m integration tests/integration tests/unit lab/tests"
+  pytest -m integration tests/integration tests/unit lab/tests; check_pytest $? || rc=1
+  step "pytest -m image containers/model-server/tests (builds and runs the image)"
+  pytest -m image containers/model-server/tests; check_pytest $? || rc=1
+  return "$rc"
+}
+# pytest's exit status 5 (nothing collected) is a failure here: a tier that tests nothing must not pass.
+check_pytest() {
+  [ "$1" = 5 ] && { echo "pytest collected no tests: that is a failure here"; return 1; }
+  [ "$1" = 0 ]
 }
 tier_argspecs() { pytest -q tests/lint; }
 tier_build() { scripts/build-collection.sh; }
+# Scenarios run MOLECULE_JOBS at a time (default 2): most of a scenario's time is spent waiting on
+# containers, apt and health checks, not on the CPU. Each writes its own log, printed whole when it
+# ends; the slowest start first so the pool stays full. The table at the end gives each one's time.
+molecule_order="model_serve registry monitoring gpu_stack model_weights docker runtime preflight"
 tier_molecule() {
-  local rc=0 s
+  local jobs=${MOLECULE_JOBS:-2} logs=.cache/molecule-logs s rc=0
+  local -a scenarios=() pids=()
+  local -A pid_of=() start_of=()
+  mkdir -p "$logs"
+  for s in $molecule_order; do [ -f "molecule/$s/molecule.yml" ] && scenarios+=("$s"); done
   for s in molecule/*/molecule.yml; do
     s=$(basename "$(dirname "$s")")
-    step "molecule test -s $s"
-    molecule test -s "$s" || rc=1
+    [[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
   done
+  info "scenarios: ${scenarios[*]} ($jobs at a time; logs in $logs/)"
+  local -a results=()
+  finish() {  # wait for one running scenario, print its log and record its result
+    local done_pid st name secs
+    wait -n -p done_pid "${pids[@]}"; st=$?
+    name=${pid_of[$done_pid]}
+    secs=$(( $(date +%s) - start_of[$name] ))
+    step "molecule test -s $name: $([ "$st" = 0 ] && echo passed || echo FAILED) after ${secs}s"
+    cat "$logs/$name.log"
+    results+=("$(printf '%-14s %-7s %4dm%02ds' "$name" "$([ "$st" = 0 ] && echo passed || echo FAILED)" $((secs / 60)) $((secs % 60)))")
+    [ "$st" = 0 ] || rc=1
+    local -a left=()
+    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
+    pids=("${left[@]}")
+  }
+  for s in "${scenarios[@]}"; do
+    while [ "${#pids[@]}" -ge "$jobs" ]; do finish; done
+    info "[$(date +%H:%M:%S)] start molecule test -s $s"
+    start_of[$s]=$(date +%s)
+    molecule test -s "$s" > "$logs/$s.log" 2>&1 &
+    pid_of[$!]=$s; pids+=("$!")
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do finish; done
+  printf '\n    molecule scenarios:\n'
+  printf '      %s\n' "${results[@]}"
   return "$rc"
 }
-tier_e2e() { scripts/lab-e2e.sh; }
+tier_e2e() { lab/scripts/e2e.sh; }
 
 declare -a rows=()
 failed=0
 for t in "$@"; do
-  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build molecule e2e"
+  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: lint sanity unit argspecs build integration molecule e2e"
   step "tier: $t"
   start=$(date +%s)
   "tier_$t"; rc=$?

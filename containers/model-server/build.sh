@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Build the model server image.
 #
-#   VARIANT=cpu  ./build.sh            -> autoglm/model-server:<version>-cpu   (label cuda.version=none)
-#   VARIANT=cuda ./build.sh            -> autoglm/model-server:<version>-cuda<X.Y>, X.Y read from the torch
-#                                        wheel (PyPI's torch 2.13.0 is a CUDA 13.0 build). CUDA_VERSION=X.Y
-#                                        asserts it: the build stops when the wheel says otherwise.
+#   VARIANT=cpu  ./build.sh            -> autoglm/model-server:<version>-cpu   (label cuda.version=none),
+#                                        from requirements.txt (torch 2.13.0+cpu)
+#   VARIANT=cuda ./build.sh            -> autoglm/model-server:<version>-cuda<X.Y>, from requirements-cuda.txt
+#                                        (PyPI's torch 2.10.0, a CUDA 12.8 build: it runs on driver branch 535
+#                                        through minor-version compatibility). X.Y is the file's
+#                                        "# cuda-version:" line, or CUDA_VERSION; the build stops when the
+#                                        torch wheel's own CUDA version (torch/version.py) differs.
 #   ./build.sh --context-archive FILE  -> no build here: the build context as a reproducible tar (same
-#                                        inputs, same bytes), for a build host (roles/model_image)
+#                                        inputs, same bytes), for a build host (roles/model_image, which
+#                                        checks the built image's label against torch.version.cuda in it)
 #
 # Containers cannot reach PyPI (TLS interception), so the wheels are downloaded here on the host into
-# a cached wheelhouse (.cache/model-server/wheelhouse-<cpu|cuda>, reused while requirements.txt and the
-# indexes are unchanged), and a build context is assembled under .cache/model-server/context-<suffix>.
+# a cached wheelhouse (.cache/model-server/wheelhouse-<cpu|cuda>, reused while the variant's requirements
+# file and the indexes are unchanged), and a build context is assembled under .cache/model-server/context-<suffix>
+# (the variant's requirements file goes in as requirements.txt).
 # The CPU variant downloads with the host's pip configuration (here: a find-links directory holding
 # torch 2.13.0+cpu). The CUDA variant ignores the pip configuration files and the PIP_* index and
 # find-links variables, so a local CPU wheel cannot stand in for the CUDA build: torch comes from
 # TORCH_INDEX_URL (a mirror of download.pytorch.org/whl/cu<XY>) or else PYPI_INDEX_URL, everything else
 # from PYPI_INDEX_URL (default https://pypi.org/simple).
 # Environment: VARIANT, CUDA_VERSION, BASE_IMAGE, TAG, PYTHON (the pip to download with),
-# TORCH_INDEX_URL, PYPI_INDEX_URL.
+# TORCH_INDEX_URL, PYPI_INDEX_URL, REQUIREMENTS (another requirements file for the variant, e.g. a CUDA 13
+# set for hosts on driver 580+; it needs its own "# cuda-version:" line).
 set -euo pipefail
 archive=""
 case "${1:-}" in
@@ -33,13 +39,15 @@ PYTHON=${PYTHON:-python3}
 PYPI_INDEX_URL=${PYPI_INDEX_URL:-https://pypi.org/simple}
 die() { echo "build.sh: $*" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml")
-torch_pin=$(grep -E '^torch==' "$here/requirements.txt") || die "no torch== line in $here/requirements.txt"
 pyargs=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
         --platform any)
 case "$VARIANT" in
-  cpu)  want_cuda=none; stamp_in="cpu none" ;;
-  cuda) want_cuda=${CUDA_VERSION:-}
+  cpu)  want_cuda=none; stamp_in="cpu none"; requirements=${REQUIREMENTS:-$here/requirements.txt} ;;
+  cuda) requirements=${REQUIREMENTS:-$here/requirements-cuda.txt}
+        declared=$(sed -n 's/^# cuda-version: *\([0-9][0-9.]*\) *$/\1/p' "$requirements")
+        [ -n "$declared" ] || die "no '# cuda-version: X.Y' line in $requirements"
+        want_cuda=${CUDA_VERSION:-$declared}
         torch_index=${TORCH_INDEX_URL:-$PYPI_INDEX_URL}
         stamp_in="cuda $torch_index $PYPI_INDEX_URL"
         # The CUDA wheels (nvidia-*, cuda-*, triton) carry many glibc levels (2_5, 2_18, 2_27...): accept
@@ -48,6 +56,7 @@ case "$VARIANT" in
         pyargs+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64) ;;
   *) echo "build.sh: VARIANT must be cpu or cuda (got '$VARIANT')" >&2; exit 2 ;;
 esac
+torch_pin=$(grep -E '^torch==' "$requirements") || die "no torch== line in $requirements"
 cache="$root/.cache/model-server"
 wheelhouse="$cache/wheelhouse-$VARIANT"
 
@@ -57,17 +66,17 @@ pip_isolated() {
     "$PYTHON" -m pip "$@"
 }
 
-stamp=$(cat "$here/requirements.txt" <(echo "$stamp_in") | sha256sum | cut -c1-16)
+stamp=$(cat "$requirements" <(echo "$stamp_in") | sha256sum | cut -c1-16)
 if [ "$(cat "$wheelhouse/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "build.sh: preparing wheelhouse $wheelhouse"
   rm -rf "$wheelhouse" && mkdir -p "$wheelhouse"
   if [ "$VARIANT" = cpu ]; then
     "$PYTHON" -m pip download --no-deps "${pyargs[@]}" "$torch_pin" -d "$wheelhouse"
-    "$PYTHON" -m pip download "${pyargs[@]}" --find-links "$wheelhouse" -r "$here/requirements.txt" -d "$wheelhouse"
+    "$PYTHON" -m pip download "${pyargs[@]}" --find-links "$wheelhouse" -r "$requirements" -d "$wheelhouse"
   else
     pip_isolated download --no-deps "${pyargs[@]}" --index-url "$torch_index" "$torch_pin" -d "$wheelhouse"
     pip_isolated download "${pyargs[@]}" --index-url "$PYPI_INDEX_URL" --find-links "$wheelhouse" \
-      -r "$here/requirements.txt" -d "$wheelhouse"
+      -r "$requirements" -d "$wheelhouse"
   fi
   echo "$stamp" > "$wheelhouse/.stamp"
 fi
@@ -98,9 +107,11 @@ if [ "$VARIANT" = cpu ]; then
 else
   [ "$wheel_cuda" != none ] || die "$wheel_name from $torch_index is a CPU build, not a CUDA build;" \
     "point TORCH_INDEX_URL at a CUDA index (e.g. a mirror of https://download.pytorch.org/whl/cu128)"
-  [ -z "$want_cuda" ] || [ "$want_cuda" = "$wheel_cuda" ] \
-    || die "CUDA_VERSION=$want_cuda but $wheel_name from $torch_index is built for CUDA $wheel_cuda;" \
-      "leave CUDA_VERSION unset to take the wheel's, or set TORCH_INDEX_URL to an index with a CUDA $want_cuda build"
+  [ "$want_cuda" = "$wheel_cuda" ] \
+    || die "the image must be built for CUDA $want_cuda (CUDA_VERSION, or the '# cuda-version:' line of" \
+      "$requirements) but $wheel_name from $torch_index is built for CUDA $wheel_cuda; set CUDA_VERSION to" \
+      "$wheel_cuda if that is what you want (docs/gpu.md: the driver it needs), or point TORCH_INDEX_URL at an" \
+      "index with a CUDA $want_cuda build"
 fi
 CUDA_VERSION=$wheel_cuda
 if [ "$VARIANT" = cpu ]; then suffix=cpu; else suffix="cuda$CUDA_VERSION"; fi
@@ -108,7 +119,8 @@ TAG=${TAG:-autoglm/model-server:${version}-${suffix}}
 context="$cache/context-$suffix"
 
 rm -rf "$context" && mkdir -p "$context/src"
-cp "$here/Dockerfile" "$here/requirements.txt" "$context/"
+cp "$here/Dockerfile" "$context/"
+cp "$requirements" "$context/requirements.txt"
 cp -r "$here/src/autoglm_server" "$context/src/"
 find "$context/src" -name __pycache__ -prune -exec rm -rf {} +
 cp -al "$wheelhouse" "$context/wheelhouse" 2>/dev/null || cp -r "$wheelhouse" "$context/wheelhouse"

@@ -6,6 +6,12 @@
 Pure functions, no I/O: the filter plugins in plugins/filter/cuda.py and the preflight gates in
 _preflight.py call them. Only the releases in MIN_DRIVER are known; any other release raises
 CudaCompatError instead of guessing a driver floor.
+
+check_driver_cuda() says HOW a driver runs a release: natively (the driver reaches the release's own
+minimum) or only through NVIDIA's minor-version compatibility (CUDA Compatibility guide, "Minor
+Version Compatibility": https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html),
+which runs any 11.x release on a driver >= 450.80.02, any 12.x on >= 525.60.13 and any 13.x on
+>= 580.65.06, "with limited feature-set", and never across a CUDA major.
 """
 
 from __future__ import annotations
@@ -32,6 +38,15 @@ MINOR_COMPAT_FLOOR = {
     12: "525.60.13",
     13: "580.65.06",
 }
+
+# What minor-version compatibility does not cover (NVIDIA's CUDA Compatibility guide, "Application
+# Considerations for Minor Version Compatibility"). The note of check_driver_cuda() names them.
+MINOR_COMPAT_LIMITS = (
+    "PTX JIT: device code shipped only as PTX built by a newer toolkit than the driver's own CUDA cannot be "
+    "compiled by the driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION), so the image must carry machine code (SASS) "
+    "for the host's GPUs",
+    "features of the newer release that need driver support fail with cudaErrorCallRequiresNewerDriver",
+)
 
 _CUDA_RE = re.compile(r"^\s*(?:cuda\s*)?v?(\d+)(?:\.(\d+))?(?:\.(\d+))?\s*$", re.IGNORECASE)
 _DRIVER_RE = re.compile(r"^\s*(\d+(?:\.\d+){0,3})\s*$")
@@ -114,3 +129,67 @@ def driver_supports_cuda(driver, cuda, allow_minor_compat=False):
     minor-version compatibility floor of the CUDA major is enough.
     """
     return compare_driver_versions(driver, min_driver_for_cuda(cuda, allow_minor_compat)) >= 0
+
+
+def driver_cuda_release(driver):
+    """The newest known CUDA release driver version `driver` runs natively ("535.54.03" -> "12.2"), or None."""
+    native = [key for key, floor in MIN_DRIVER.items() if compare_driver_versions(driver, floor) >= 0]
+    return "%d.%d" % max(native) if native else None
+
+
+def check_driver_cuda(driver, cuda, allow_minor_compat=False):
+    """How driver version `driver` runs CUDA release `cuda`, with a sentence that says so.
+
+    Returns {ok, native, via_minor_compat, min_native, min_compat, driver_cuda, limits, note}:
+    `native` when the driver reaches the release's own minimum (`min_native`); `via_minor_compat` when it
+    does not, reaches the minor-version compatibility floor of the release's major (`min_compat`) and
+    `allow_minor_compat` is true. `ok` is either. `driver_cuda` is the newest known release the driver runs
+    natively; `limits` lists what minor-version compatibility does not cover (empty unless it is what lets
+    the release through). `note` names the numbers, the way through (or the fix) and those limits.
+    """
+    key = _known(cuda)
+    parse_driver_version(driver)
+    release = "%d.%d" % key
+    min_native = MIN_DRIVER[key]
+    min_compat = MINOR_COMPAT_FLOOR[key[0]]
+    native = compare_driver_versions(driver, min_native) >= 0
+    compat_reaches = not native and compare_driver_versions(driver, min_compat) >= 0
+    via_minor_compat = compat_reaches and bool(allow_minor_compat)
+    own = driver_cuda_release(driver)
+    own_text = "CUDA %s" % own if own else "no known CUDA release"
+    limits = list(MINOR_COMPAT_LIMITS) if via_minor_compat else []
+    if native:
+        note = "driver %s runs CUDA %s natively (its minimum driver is %s)" % (driver, release, min_native)
+    elif via_minor_compat:
+        note = (
+            "driver %s is older than CUDA %s's own minimum %s (natively it runs %s) and runs CUDA %s only through "
+            "NVIDIA's minor-version compatibility (any %d.x from %s). Not covered: %s"
+            % (driver, release, min_native, own_text, release, key[0], min_compat, "; ".join(MINOR_COMPAT_LIMITS))
+        )
+    elif compat_reaches:
+        note = (
+            "driver %s cannot run CUDA %s natively: it needs >= %s (natively the driver runs %s); NVIDIA's "
+            "minor-version compatibility (any %d.x from %s) would run it with allow_minor_compat, without PTX JIT of "
+            "newer code and without features that need a newer driver; or upgrade the driver to >= %s"
+            % (driver, release, min_native, own_text, key[0], min_compat, min_native)
+        )
+    else:
+        note = "driver %s cannot run CUDA %s: it needs >= %s" % (driver, release, min_native)
+        if own and parse_cuda_version(own)[0] < key[0]:
+            note += (
+                " (minor-version compatibility never crosses a CUDA major: any %d.x needs >= %s, and this driver's "
+                "own CUDA is %s); upgrade the driver, or use an image built for CUDA %s"
+                % (key[0], min_compat, own, own.split(".")[0] + ".x")
+            )
+        else:
+            note += " (>= %s through minor-version compatibility); upgrade the driver" % min_compat
+    return {
+        "ok": native or via_minor_compat,
+        "native": native,
+        "via_minor_compat": via_minor_compat,
+        "min_native": min_native,
+        "min_compat": min_compat,
+        "driver_cuda": own,
+        "limits": limits,
+        "note": note,
+    }

@@ -35,6 +35,7 @@ import hashlib
 import http.client
 import json
 import os
+import posixpath
 import random
 import shutil
 import ssl
@@ -43,10 +44,18 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import fsync_dir
+from ansible_collections.autoglm.fleet.plugins.module_utils._fsutil import (
+    UnsafePath,
+    fsync_dir,
+    makedirs_beneath,
+    refuse_links_beneath,
+    write_atomic,
+)
 
 BLOCK = 1024 * 1024
 PARTIAL_DIR = ".partial"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 STATE_VERSION = 1
 
 
@@ -55,11 +64,15 @@ class FetchError(Exception):
 
 
 class RangeFault(Exception):
-    """A retryable fault while fetching one range (bad status, wrong Content-Range, short body...)."""
+    """A fault while fetching from one source (bad status, wrong Content-Range, short body...).
 
-    def __init__(self, msg, status=None):
+    Retried with backoff, unless ``final`` (retrying cannot help: e.g. a redirect that is refused).
+    """
+
+    def __init__(self, msg, status=None, final=False):
         super().__init__(msg)
         self.status = status
+        self.final = final
 
 
 class NoRangeSupport(Exception):
@@ -150,8 +163,20 @@ class RateLimiter:
             time.sleep(wait)
 
 
+def origin(url):
+    """``(scheme, host, port)`` of ``url``, the default port filled in: what credentials are tied to."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        parts.scheme.lower())
+
+
 class Transport:
-    """HTTP(S) with one keep-alive connection per thread and host, redirects, headers and CA bundle."""
+    """HTTP(S) with one keep-alive connection per thread and host, redirects, headers and CA bundle.
+
+    The token and every configured header are credentials of the source's origin: they go only to
+    requests for that scheme, host and port, and are dropped for the rest of a redirect chain as soon as
+    it leaves them. A redirect from https to anything but https is refused.
+    """
 
     def __init__(self, headers=None, token=None, ca_path=None, timeout=30.0, limiter=None, max_redirects=5):
         self.headers = dict(headers or {})
@@ -192,15 +217,19 @@ class Transport:
         self.local.conns = {}
 
     def request(self, url, extra=None, method="GET"):
-        """Send a request and return ``(response, final_url)``; follows redirects."""
-        headers = dict(self.headers)
-        headers.update(extra or {})
-        origin = urllib.parse.urlsplit(url).netloc
+        """Send a request and return ``(response, final_url)``; follows redirects.
+
+        ``extra`` (e.g. Range) goes with every hop; the credentials only to the origin of ``url``.
+        """
+        credentials = dict(self.headers)
+        start = origin(url)
         for _hop in range(self.max_redirects + 1):
             p = urllib.parse.urlsplit(url)
             target = urllib.parse.urlunsplit(("", "", p.path or "/", p.query, ""))
-            if p.netloc != origin:
-                headers.pop("Authorization", None)  # never hand the token to a CDN we were redirected to
+            if origin(url) != start:
+                credentials = {}  # never hand a token, key, cookie or custom header to another origin
+            headers = dict(credentials)
+            headers.update(extra or {})
             for attempt in (0, 1):
                 conn = self._conn(p.scheme, p.netloc, fresh=attempt == 1)
                 try:
@@ -222,7 +251,15 @@ class Transport:
                 resp.read()
                 if not location:
                     raise RangeFault("HTTP %d without a Location header" % resp.status)
-                url = urllib.parse.urljoin(url, location)
+                target_url = urllib.parse.urljoin(url, location)
+                scheme = urllib.parse.urlsplit(target_url).scheme.lower()
+                if p.scheme == "https" and scheme != "https":
+                    raise RangeFault("redirected from %s to %s: a redirect from https to plain %s is refused"
+                                     % (url, target_url, scheme or "text"), final=True)
+                if scheme not in ("http", "https"):
+                    raise RangeFault("redirected from %s to %s, which is not an http(s) URL" % (url, target_url),
+                                     final=True)
+                url = target_url
                 continue
             return resp, url
         raise RangeFault("more than %d redirects" % self.max_redirects)
@@ -233,16 +270,19 @@ def _is_html(resp):
 
 
 def parse_content_range(value):
-    """``bytes a-b/total`` -> (a, b, total or None)."""
+    """``bytes a-b/total`` -> (a, b, total or None); a range that cannot be (``0-0/-5``, ``5-4/10``) is a fault."""
     try:
         unit, rest = value.strip().split(" ", 1)
         span, total = rest.split("/", 1)
         a, b = span.split("-", 1)
         if unit.lower() != "bytes":
             raise ValueError(value)
-        return int(a), int(b), (None if total == "*" else int(total))
+        a, b, total = int(a), int(b), (None if total == "*" else int(total))
     except (AttributeError, ValueError) as exc:
         raise RangeFault("malformed Content-Range %r" % value) from exc
+    if a < 0 or b < a or (total is not None and b >= total):
+        raise RangeFault("impossible Content-Range %r" % value)
+    return a, b, total
 
 
 def probe(transport, source, path):
@@ -265,6 +305,8 @@ def probe(transport, source, path):
             length = resp.getheader("Content-Length")
             if length is None:
                 raise RangeFault("ignores Range and sends no Content-Length")
+            if not length.strip().isdigit():
+                raise RangeFault("sent Content-Length %r" % length)
             return int(length), False
         if resp.status == 416:  # empty file
             return 0, True
@@ -274,15 +316,22 @@ def probe(transport, source, path):
 
 
 def fetch_small(transport, source, path, limit=64 * 1024 * 1024):
-    """Read a small file (a manifest or a signature) from a source, whole."""
+    """Read a small file (a manifest or a signature) from a source, whole; more than ``limit`` bytes is a fault."""
     loc = source.location(path)
     if source.kind == "file":
         with open(loc, "rb") as f:
-            return f.read(limit)
-    resp, _final = transport.request(loc)
-    body = resp.read(limit)
-    if resp.status != 200:
-        raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason), resp.status)
+            body = f.read(limit + 1)
+    else:
+        resp, _final = transport.request(loc)
+        try:
+            body = resp.read(limit + 1)
+            if resp.status != 200:
+                raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason), resp.status)
+        finally:
+            if len(body) > limit:
+                transport.drop(loc)
+    if len(body) > limit:
+        raise RangeFault("has more than %d bytes for %s, which cannot be a manifest or a signature" % (limit, path))
     return body
 
 
@@ -294,7 +343,7 @@ def fetch_small(transport, source, path, limit=64 * 1024 * 1024):
 class Options:
     def __init__(self, connections=8, parallel_files=4, chunk_size=16 * 1024 * 1024, retries=5,
                  backoff=0.5, backoff_max=30.0, timeout=30.0, rate_limit=0, headers=None, token=None,
-                 ca_path=None, progress=None):
+                 ca_path=None, progress=None, warn=None):
         self.connections = max(1, int(connections))
         self.parallel_files = max(1, int(parallel_files))
         self.chunk_size = max(BLOCK // 16, int(chunk_size))
@@ -307,11 +356,12 @@ class Options:
         self.token = token
         self.ca_path = ca_path
         self.progress = progress  # callable(path, done_bytes, size) or None
+        self.warn = warn  # callable(message) for what the user should know but is no failure, or None
 
 
-def backoff_delay(attempt, base, cap):
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))  # noqa: S311 - jitter, not crypto
+def backoff_delay(attempt, base, cap, rng=random):
+    """Exponential backoff with full jitter: ``rng.uniform(0, min(cap, base * 2**attempt))``."""
+    return rng.uniform(0, min(cap, base * (2 ** attempt)))
 
 
 def sha256_file(path):
@@ -357,17 +407,11 @@ def _pwrite_all(fd, data, offset):
         offset += n
 
 
-def _write_json_atomic(path, data):
-    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 class FileJob:
     """State of one file: its part file, its finished chunks and its hashing cursor."""
 
     def __init__(self, dest, path, size, sha256, chunk_size):
+        self.dest = dest
         self.path = path
         self.size = size
         self.sha256 = sha256.lower()
@@ -387,20 +431,46 @@ class FileJob:
         start = i * self.chunk_size
         return start, min(self.size, start + self.chunk_size) - 1
 
-    def load_state(self):
-        """Reuse finished chunks of an earlier run when size, digest and chunk size still match."""
+    def _read_state(self):
+        """The state sidecar as a dict; None when there is none; ValueError saying why it is unusable."""
         try:
-            with open(self.state_path) as f:
-                st = json.load(f)
-            ok = (st.get("version") == STATE_VERSION and st.get("size") == self.size
-                  and st.get("sha256") == self.sha256 and st.get("chunk_size") == self.chunk_size
-                  and os.path.exists(self.part))
-        except (OSError, ValueError):
-            ok = False
-        if ok:
-            self.done = {int(i) for i in st.get("done", []) if 0 <= int(i) < self.nchunks}
-        else:
-            self.done = set()
+            with os.fdopen(os.open(self.state_path, os.O_RDONLY | NOFOLLOW), "rb") as f:
+                st = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError("unreadable: %s" % exc) from exc
+        if not isinstance(st, dict):
+            raise ValueError("not a JSON object")
+        done = st.get("done", [])
+        if not isinstance(done, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in done):
+            raise ValueError("'done' is not a list of chunk numbers: %r" % (done,))
+        return st
+
+    def load_state(self, warn=None, discard=True):
+        """Reuse finished chunks of an earlier run when size, digest and chunk size still match.
+
+        A state for another size, digest or chunk size is stale (the model changed) and quietly not used.
+        A state this engine cannot have written is invalid: ``warn`` is told, it is not used and (with
+        ``discard``; not in check mode) removed, so the file is fetched again instead of every run failing.
+        """
+        self.done = set()
+        try:
+            st = self._read_state()
+            if (st is not None and st.get("version") == STATE_VERSION and st.get("size") == self.size
+                    and st.get("sha256") == self.sha256 and st.get("chunk_size") == self.chunk_size
+                    and os.path.exists(self.part)):
+                outside = [i for i in st["done"] if not 0 <= i < self.nchunks]
+                if outside:
+                    raise ValueError("chunk numbers %s are outside the file's %d chunks" % (outside, self.nchunks))
+                self.done = set(st["done"])
+        except ValueError as exc:
+            if warn is not None:
+                warn("%s: the resume state %s is invalid (%s); it was discarded and the file is fetched again"
+                     % (self.path, self.state_path, exc))
+            if discard:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.state_path)
         self.resumed_bytes = sum(self.span(i)[1] - self.span(i)[0] + 1 for i in self.done)
         return bool(self.done)
 
@@ -412,8 +482,8 @@ class FileJob:
                 os.unlink(p)
 
     def open(self):
-        os.makedirs(os.path.dirname(self.part), exist_ok=True)
-        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o600)
+        makedirs_beneath(self.dest, posixpath.dirname(PARTIAL_DIR + "/" + self.path))
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
         if os.fstat(self.fd).st_size != self.size:
             os.ftruncate(self.fd, self.size)
             if self.size and hasattr(os, "posix_fallocate"):
@@ -428,10 +498,11 @@ class FileJob:
             self.fd = None
 
     def save_state(self):
-        _write_json_atomic(self.state_path, {
+        # not fsynced: the chunks it lists are not either; after a crash the digest decides what is kept
+        write_atomic(self.state_path, json.dumps({
             "version": STATE_VERSION, "size": self.size, "sha256": self.sha256,
             "chunk_size": self.chunk_size, "done": sorted(self.done),
-        })
+        }), mode=0o600, durable=False)
 
     def mark_done(self, i):
         with self.lock:
@@ -460,7 +531,8 @@ class Engine:
                 return fn()
             except (RangeFault, OSError, http.client.HTTPException) as exc:
                 code = getattr(exc, "status", None)
-                final = code is not None and 400 <= code < 500 and code not in (408, 429)
+                final = getattr(exc, "final", False) or (code is not None and 400 <= code < 500
+                                                         and code not in (408, 429))
                 if final or attempt >= self.opts.retries:
                     raise
                 time.sleep(backoff_delay(attempt, self.opts.backoff, self.opts.backoff_max))
@@ -514,6 +586,8 @@ class Engine:
                 _pwrite_all(job.fd, view[:n], pos)
                 pos += n
                 count(n)
+            if length is None and resp.read(1):  # a body delimited by the connection: it must end here
+                raise RangeFault("sent more than the %d bytes of range %d-%d" % (end - start + 1, start, end))
         except (OSError, http.client.HTTPException) as exc:
             self.transport.drop(loc)
             raise RangeFault("transfer of bytes %d-%d failed: %s" % (start, end, exc)) from exc
@@ -559,7 +633,7 @@ class Engine:
                             job.lock.notify_all()
                         return
                     except (RangeFault, OSError, ValueError) as exc:
-                        if attempt >= self.opts.retries or stop.is_set():
+                        if attempt >= self.opts.retries or stop.is_set() or getattr(exc, "final", False):
                             failure.append(exc if isinstance(exc, RangeFault) else RangeFault(str(exc)))
                             stop.set()
                             with job.lock:
@@ -622,6 +696,9 @@ class Engine:
                 raise RangeFault("answered HTTP %d %s" % (resp.status, resp.reason))
             if _is_html(resp):
                 raise RangeFault("served an HTML page instead of the file")
+            length = resp.getheader("Content-Length")
+            if length is not None and int(length) != job.size:
+                raise RangeFault("sent Content-Length %s for a file of %d bytes" % (length, job.size))
             digest = hashlib.sha256()
             pos = dropped = 0
             while pos < job.size:
@@ -637,7 +714,9 @@ class Engine:
                     lag_start = max(0, dropped - DROP_LAG * job.chunk_size)
                     _drop_behind(job.fd, lag_start, pos - lag_start)
                     dropped = pos
-        except (OSError, http.client.HTTPException) as exc:
+            if length is None and resp.read(1):  # a body delimited by the connection: it must end here
+                raise RangeFault("sent more than the %d bytes the file has" % job.size)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise RangeFault("transfer failed: %s" % exc) from exc
         finally:
             self.transport.drop(loc)
@@ -648,7 +727,7 @@ class Engine:
         os.fsync(job.fd)
         _drop_behind(job.fd, 0, job.size)  # all clean now: the cursor's last chunks leave the page cache too
         job.close()
-        os.makedirs(os.path.dirname(job.final), exist_ok=True)
+        makedirs_beneath(self.dest, posixpath.dirname(job.path))
         os.replace(job.part, job.final)
         fsync_dir(os.path.dirname(job.final))
         with contextlib.suppress(FileNotFoundError):
@@ -659,7 +738,7 @@ class Engine:
         path, size, sha = spec["path"], spec["size"], spec["sha256"]
         job = FileJob(self.dest, path, size, sha, self.opts.chunk_size)
         t0 = time.monotonic()
-        resumed = job.load_state()
+        resumed = job.load_state(self.opts.warn)
         errors = []
         sources = list(spec.get("order", self.sources))
         tried_fresh = set()
@@ -701,17 +780,29 @@ class Engine:
 
     # -- planning ------------------------------------------------------------------------------
 
-    def plan(self, files):
-        """Split ``files`` (dicts path, sha256, optional size) into present and to-fetch, with sizes.
+    def refuse_links(self, *relpaths):
+        """FetchError when a path under dest runs through a symlink, which could send bytes outside dest."""
+        for relpath in relpaths:
+            try:
+                refuse_links_beneath(self.dest, relpath)
+            except UnsafePath as exc:
+                raise FetchError("refusing to use %s: %s, and a link inside dest could send the model outside "
+                                 "it; remove the link (dest itself may be one)" % (relpath, exc)) from exc
 
-        Files to fetch are probed on the sources (size, Range support) in order; a file whose
-        size is not known after probing every source raises FetchError.
+    def plan(self, files, check_mode=False):
+        """Split ``files`` (dicts path, sha256, size) into present and to-fetch.
+
+        Files to fetch are probed on the sources (size, Range support) in order; a source that reports
+        another size is skipped for that file (sizes come from the signature or the manifest, never from
+        a mirror); a file no source has at its size raises FetchError.
         """
         present, todo = [], []
         for f in files:
             safe_relpath(f["path"])
+            self.refuse_links(f["path"], PARTIAL_DIR + "/" + f["path"] + ".part",
+                              PARTIAL_DIR + "/" + f["path"] + ".state")
             final = os.path.join(self.dest, *f["path"].split("/"))
-            if (os.path.isfile(final) and (f.get("size") is None or os.path.getsize(final) == f["size"])
+            if (os.path.isfile(final) and os.path.getsize(final) == f["size"]
                     and sha256_file(final) == f["sha256"].lower()):
                 present.append({"path": f["path"], "size": os.path.getsize(final), "status": "present",
                                 "bytes": 0, "resumed_bytes": 0, "seconds": 0.0, "throughput": 0,
@@ -721,17 +812,16 @@ class Engine:
 
         def probe_one(f):
             errors, ranges, order = [], {}, []
-            size = f.get("size")
+            size = f["size"]
             for s in self.sources:
                 try:
                     got, ok = self.retry(lambda s=s: probe(self.transport, s, f["path"]))
                 except (RangeFault, OSError, http.client.HTTPException) as exc:
                     errors.append("%s: %s" % (s.describe(), exc))
                     continue
-                if size is not None and got != size:
-                    errors.append("%s: has %d bytes, the manifest says %d" % (s.describe(), got, size))
+                if got != size:  # a stale or lying mirror: the signed (or manifest) size decides
+                    errors.append("%s: has %d bytes, the file list says %d" % (s.describe(), got, size))
                     continue
-                size = got
                 ranges[s.url] = ok
                 order.append(s)
             if not order:
@@ -743,7 +833,7 @@ class Engine:
             planned = list(ex.map(probe_one, todo))
         for p in planned:
             job = FileJob(self.dest, p["path"], p["size"], p["sha256"], self.opts.chunk_size)
-            job.load_state()
+            job.load_state(self.opts.warn, discard=not check_mode)
             p["resumable_bytes"] = job.resumed_bytes
         return present, planned
 

@@ -4,23 +4,37 @@
 """What a model consists of: signed statements (OpenSSF model_signing), unsigned manifests, sources.
 
 Signed mode reads a ``model_signing sign key`` bundle, verifies its DSSE signature against the public
-key BEFORE anything is downloaded and takes the file list and SHA-256 digests from the in-toto
-statement's resources. After the files are placed, ``verify_directory`` runs the library's own verify
+key BEFORE anything is downloaded, checks that the statement is for the model id and revision asked for
+(``scripts/model-sign`` records them in the predicate) and takes the file list and SHA-256 digests from
+the in-toto statement's resources. After the files are placed, ``verify_directory`` runs the library's own verify
 over the directory, so what sits on disk is exactly what was signed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pathlib
 import re
 
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import Source, safe_relpath
+
+try:
+    from model_signing import hashing, verifying
+    from model_signing._signing import sign_ec_key, sign_sigstore_pb
+except Exception as exc:  # ImportError, and model_signing's own import errors without pyopenssl
+    MODEL_SIGNING_IMPORT_ERROR = exc
+else:
+    MODEL_SIGNING_IMPORT_ERROR = None
 
 MISSING_LIBRARY = ("the model_signing library could not be imported (%s); install model-signing and pyopenssl "
                    "in the runtime venv (pip install model-signing pyopenssl), or set require_signature: false "
                    "with an unsigned manifest")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+# The predicate field scripts/model-sign records the model id and revision in (model_signing's v1.0
+# predicate lets verifiers ignore fields they do not know).
+BINDING = "autoglm_model"
 
 
 class ManifestError(Exception):
@@ -80,8 +94,6 @@ def parse_unsigned(data):
 
 def make_unsigned(directory):
     """Build the unsigned manifest of a local directory (for tests and the operator)."""
-    import hashlib
-
     files = []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
@@ -96,25 +108,63 @@ def make_unsigned(directory):
     return files
 
 
-def _import_model_signing():
+def require_model_signing():
+    """Raise ManifestError saying how to install model-signing when it could not be imported."""
+    if MODEL_SIGNING_IMPORT_ERROR is not None:
+        raise ManifestError(MISSING_LIBRARY % MODEL_SIGNING_IMPORT_ERROR)
+
+
+def _binding(signature, signature_path):
+    """The ``{model_id, revision, sizes}`` the signer recorded in the statement just verified, or None."""
     try:
-        import pathlib
+        predicate = json.loads(signature.bundle.dsse_envelope.payload)["predicate"]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ManifestError("cannot read the signed statement of %s: %s" % (signature_path, exc)) from exc
+    record = predicate.get(BINDING) if isinstance(predicate, dict) else None
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record.get(k)
+                                               for k in ("model_id", "revision")):
+        raise ManifestError("the signature %s has a malformed %r record (%r); re-sign the model with "
+                            "scripts/model-sign" % (signature_path, BINDING, record))
+    sizes = record.get("sizes", {})
+    if not isinstance(sizes, dict) or not all(isinstance(v, str) and v.isdigit() and v.isascii()
+                                              for v in sizes.values()):
+        raise ManifestError("the signature %s has malformed sizes in its %r record; re-sign the model with "
+                            "scripts/model-sign" % (signature_path, BINDING))
+    return {"model_id": record["model_id"], "revision": record["revision"],
+            "sizes": {path: int(size) for path, size in sizes.items()}}
 
-        from model_signing import hashing, verifying
-        from model_signing._signing import sign_ec_key, sign_sigstore_pb
-    except Exception as exc:  # ImportError, and model_signing's own import errors without pyopenssl
-        raise ManifestError(MISSING_LIBRARY % exc) from exc
-    return pathlib, hashing, verifying, sign_ec_key, sign_sigstore_pb
+
+def check_binding(binding, model_id, revision, signature_ref):
+    """Refuse a signature that is not for ``model_id`` at ``revision``, naming what it is for and what was asked."""
+    if binding is None:
+        raise ManifestError("the signature %s does not say which model and revision it is for (it was made by an "
+                            "older scripts/model-sign or by model_signing directly), so a mirror could pass off "
+                            "another model or revision with it; re-sign the model with `scripts/model-sign sign "
+                            "MODEL --private-key KEY --model-id %s --revision %s`; nothing was downloaded"
+                            % (signature_ref, model_id or "ORG/NAME", revision))
+    signed_for = "model %s revision %s" % (binding["model_id"], binding["revision"])
+    if not model_id:
+        raise ManifestError("model_id is empty, and signed mode checks that the signature is for the model asked "
+                            "for: set model_id (and revision); the signature %s is for %s; nothing was downloaded"
+                            % (signature_ref, signed_for))
+    if (binding["model_id"], binding["revision"]) != (model_id, revision):
+        raise ManifestError("the signature %s is for %s, but model_id %s revision %s was asked for: the mirror "
+                            "serves another model or revision (or model_id/revision are wrong); nothing was "
+                            "downloaded" % (signature_ref, signed_for, model_id, revision))
 
 
-def verify_signature(signature_path, public_key_path):
-    """Verify a key-mode bundle and return ``(files, serialization)`` from its signed statement.
+def verify_signature(signature_path, public_key_path, label=None):
+    """Verify a key-mode bundle and return ``(files, serialization, binding)`` from its signed statement.
 
-    ``files`` is a list of ``{path, size: None, sha256}`` (the statement carries no sizes; the engine
-    learns them from the sources).
+    ``files`` is a list of ``{path, size, sha256}``, the sizes signed beside the digests by
+    scripts/model-sign. ``binding`` is the ``{model_id, revision}`` the signer recorded, or None (see
+    check_binding; files have no size then). Messages name the signature ``label`` (where it came from),
+    else its path.
     """
-    mods = _import_model_signing()
-    pathlib, sign_ec_key, sign_sigstore_pb = mods[0], mods[3], mods[4]
+    label = label or signature_path
+    require_model_signing()
     try:
         verifier = sign_ec_key.Verifier(pathlib.Path(public_key_path))
     except (OSError, ValueError, TypeError) as exc:
@@ -124,13 +174,13 @@ def verify_signature(signature_path, public_key_path):
         signature = sign_sigstore_pb.Signature.read(pathlib.Path(signature_path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ManifestError("cannot read the signature %s: %s; it must be a bundle written by "
-                            "`model_signing sign key`" % (signature_path, exc)) from exc
+                            "`model_signing sign key`" % (label, exc)) from exc
     try:
         manifest = verifier.verify(signature)
     except Exception as exc:  # cryptography's InvalidSignature, ValueError on key mismatch
         raise ManifestError("the signature %s does not verify with the public key %s (%s: %s); the model "
                             "was not signed by that key or was altered; nothing was downloaded"
-                            % (signature_path, public_key_path, type(exc).__name__, exc or "bad signature")) from exc
+                            % (label, public_key_path, type(exc).__name__, exc or "bad signature")) from exc
     serialization = manifest.serialization_type
     if serialization.get("method") != "files" or serialization.get("hash_type") != "sha256":
         raise ManifestError("the signature uses %s/%s serialization; model_fetch needs per-file SHA-256 (the "
@@ -145,12 +195,23 @@ def verify_signature(signature_path, public_key_path):
         files.append({"path": rd.identifier, "size": None, "sha256": rd.digest.digest_hex})
     if not files:
         raise ManifestError("the signed statement lists no files")
-    return files, serialization
+    binding = _binding(signature, label)
+    if binding is not None:
+        sizes = binding.pop("sizes")
+        for f in files:
+            if f["path"] not in sizes:
+                raise ManifestError("the signature %s has no signed size for %s; re-sign the model with "
+                                    "scripts/model-sign" % (label, f["path"]))
+            f["size"] = sizes.pop(f["path"])
+        if sizes:
+            raise ManifestError("the signature %s signs sizes of files it does not list (%s); re-sign the model "
+                                "with scripts/model-sign" % (label, ", ".join(sorted(sizes))))
+    return files, serialization, binding
 
 
 def verify_directory(directory, signature_path, public_key_path, serialization, ignore=()):
     """Run model_signing's verify over ``directory``; extra, missing or changed files fail."""
-    pathlib, hashing, verifying = _import_model_signing()[:3]
+    require_model_signing()
     hcfg = hashing.Config().use_file_serialization(
         hashing_algorithm="sha256", allow_symlinks=bool(serialization.get("allow_symlinks", False)),
     )
@@ -161,105 +222,3 @@ def verify_directory(directory, signature_path, public_key_path, serialization, 
     except ValueError as exc:
         raise ManifestError("%s does not match its signature after the download: %s; remove the extra or "
                             "changed files and run again" % (directory, exc)) from exc
-
-
-SIGNATURE_COPY = "model.sig"
-
-
-def _load_bytes(ref, sources, engine, what):
-    """``ref`` is an absolute local path, or a name read from the first source that has it."""
-    from ansible_collections.autoglm.fleet.plugins.module_utils._download import RangeFault, fetch_small
-
-    if os.path.isabs(ref):
-        try:
-            with open(ref, "rb") as f:
-                return f.read(), ref
-        except OSError as exc:
-            raise ManifestError("cannot read the %s %s: %s" % (what, ref, exc.strerror or exc)) from exc
-    errors = []
-    for s in sources:
-        try:
-            return engine.retry(lambda s=s: fetch_small(engine.transport, s, ref)), s.location(ref)
-        except (RangeFault, OSError, ValueError) as exc:
-            errors.append("%s: %s" % (s.describe(), exc))
-    raise ManifestError("no source has the %s %s (%s); publish it beside the model or give an absolute path"
-                        % (what, ref, "; ".join(errors)))
-
-
-def fetch_model(dest, sources, options, model_id="", revision="main", public_key=None, signature="model.sig",
-                manifest="manifest.json", require_signature=True, check_mode=False, log=None):
-    """Plan, verify and fetch a model into ``dest``; the shared core of the module and the CLI.
-
-    Returns a result dict: ``changed``, ``files`` (per file), ``totals``, ``signed``, ``dest`` and,
-    when a signature was used, ``signature`` (its copy in ``dest``).
-    """
-    import tempfile
-    import time
-
-    from ansible_collections.autoglm.fleet.plugins.module_utils._download import PARTIAL_DIR, Engine, summarize
-
-    t0 = time.monotonic()
-    srcs = build_sources(sources, model_id, revision)
-    engine = Engine(dest, srcs, options)
-    signed = public_key is not None
-    sig_bytes = serialization = None
-    if signed:
-        _import_model_signing()
-        sig_bytes, sig_origin = _load_bytes(signature, srcs, engine, "signature")
-        with tempfile.NamedTemporaryFile(suffix=".sig", delete=False) as tmp:
-            tmp.write(sig_bytes)
-        try:
-            files, serialization = verify_signature(tmp.name, public_key)
-        finally:
-            os.unlink(tmp.name)
-    elif require_signature:
-        raise ManifestError("no public_key given and require_signature is true; give public_key (and the "
-                            "signature), or set require_signature: false (--allow-unsigned on the CLI) to accept an "
-                            "unsigned manifest")
-    else:
-        data, sig_origin = _load_bytes(manifest, srcs, engine, "manifest")
-        files = parse_unsigned(data)
-    if log:
-        log("%s: %d files from %s" % ("verified signature" if signed else "UNSIGNED manifest", len(files), sig_origin))
-
-    present, planned = engine.plan(files)
-    sig_dest = os.path.join(dest, SIGNATURE_COPY)
-    sig_changed = False
-    if signed:
-        try:
-            with open(sig_dest, "rb") as f:
-                sig_changed = f.read() != sig_bytes
-        except OSError:
-            sig_changed = True
-    result = {"dest": dest, "signed": signed, "unsigned_manifest": not signed, "source_of_list": sig_origin}
-    if check_mode:
-        need = sum(p["size"] - p["resumable_bytes"] for p in planned)
-        would = [{"path": p["path"], "size": p["size"], "status": "would_fetch",
-                  "bytes": p["size"] - p["resumable_bytes"], "resumed_bytes": p["resumable_bytes"],
-                  "seconds": 0.0, "throughput": 0, "source": p["order"][0].url}
-                 for p in planned]
-        by_path = {r["path"]: r for r in present + would}
-        result["files"] = [by_path[f["path"]] for f in files]
-        result["totals"] = dict(summarize(result["files"]), bytes=need, seconds=0.0, throughput=0)
-        result["changed"] = bool(planned) or sig_changed
-        return result
-
-    engine.check_space(planned)
-    fetched = engine.fetch(planned) if planned else []
-    engine.cleanup()
-    if signed:
-        if sig_changed:
-            tmp = sig_dest + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(sig_bytes)
-            os.replace(tmp, sig_dest)
-        verify_directory(dest, sig_dest, public_key, serialization, ignore=[SIGNATURE_COPY, PARTIAL_DIR])
-        result["signature"] = sig_dest
-    by_path = {r["path"]: r for r in present + fetched}
-    result["files"] = [by_path[f["path"]] for f in files]
-    secs = max(time.monotonic() - t0, 1e-6)
-    totals = summarize(result["files"])
-    totals.update(seconds=round(secs, 3), throughput=int(totals["bytes"] / secs))
-    result["totals"] = totals
-    result["changed"] = bool(fetched) or bool(sig_changed)
-    return result

@@ -17,8 +17,8 @@ import re
 from ansible_collections.autoglm.fleet.plugins.module_utils._cuda_compat import (
     MINOR_COMPAT_FLOOR,
     CudaCompatError,
+    check_driver_cuda,
     compare_driver_versions,
-    driver_supports_cuda,
     min_driver_for_cuda,
     parse_cuda_version,
 )
@@ -50,7 +50,7 @@ DEFAULT_THRESHOLDS = {
     "supported_architectures": ["x86_64"],
     "dkms_driver": True,
     "cuda_version": "11.8",
-    "allow_cuda_minor_compat": False,
+    "allow_cuda_minor_compat": True,
     "min_python": "3.10",
 }
 
@@ -331,12 +331,15 @@ def _driver_cuda_gate(gates, facts, t):
         if driver is None:
             continue
         try:
-            ok = driver_supports_cuda(driver, cuda, allow_minor_compat=allow)
+            check = check_driver_cuda(driver, cuda, allow_minor_compat=allow)
         except CudaCompatError as exc:
             problems.append("installed driver: %s" % exc)
             variables.append(source_var)
             continue
-        if ok:
+        if check["via_minor_compat"]:
+            gates.warnings.append("driver_cuda: %s passes only through minor-version compatibility (%s): %s"
+                                  % (label, var("allow_cuda_minor_compat"), check["note"]))
+        if check["ok"]:
             continue
         text = "installed driver %s cannot run %s, which needs >= %s" % (driver, label, need)
         floor = MINOR_COMPAT_FLOOR.get(parse_cuda_version(cuda)[0])

@@ -21,25 +21,34 @@ description:
   - A missing file is created (with its parent directory) only when the result has at least one key. An empty
     file counts as C({}). A malformed file (invalid JSON, or JSON that is not an object) fails with a message
     naming the file and the line and column of the parse error; nothing is written.
-  - The new content goes to a temporary file in the same directory, which is fsynced, given the mode and owner
-    of the existing file, validated, and then renamed over the old file. A validation failure removes the
-    temporary file and leaves the old file untouched. When O(path) is a symlink, the file it points to is
-    replaced and the link is kept.
+  - The new content goes to a temporary file in the same directory, which is fsynced, validated, and then moved
+    over the old file with Ansible's C(atomic_move), which keeps the old file's mode, owner, group and SELinux
+    context. A validation failure removes the temporary file and leaves the old file untouched. When O(path) is a
+    symlink, the file it points to is replaced and the link is kept.
+  - O(mode), O(owner), O(group) and the SELinux options are the usual file arguments (symbolic modes such as
+    C(u=rw,go=r) work). A new file gets mode C(0644) unless O(mode) is set; an existing file keeps its mode, owner,
+    group and context unless they are set. When they are set, they are applied whether or not the content changed.
   - Validation uses C(dockerd --validate --config-file) when the installed C(dockerd) supports it (Docker 23
     and later). Otherwise a structural check in Python verifies the type and shape of the C(daemon.json) keys
     it knows (for example C(registry-mirrors) are http(s) URLs, C(log-opts) values are strings, C(data-root)
     is absolute, C(default-runtime) names a built-in or configured runtime, C(max-concurrent-downloads) is a
     positive integer, C(default-address-pools) are C({base, size}) objects). Keys it does not know pass through,
     because Docker adds keys in new releases.
-  - Any non-empty C(insecure-registries) in the result, given in O(settings) or already in the file, fails
-    unless O(allow_insecure_registries=true).
+  - Three things a C(daemon.json) must not do without an explicit opt-in fail the task, whether they come from
+    O(settings) or were already in the file, all reported at once - a non-empty C(insecure-registries) (plain
+    HTTP pulls) unless O(allow_insecure_registries=true); a C(tcp://) entry in C(hosts) while C(tlsverify) is not
+    C(true) (Docker's API without client authentication, root on the host for anyone who reaches it) unless
+    O(allow_insecure_tcp_hosts=true); a C(http://) entry in C(registry-mirrors) (image layers over plain HTTP)
+    unless O(allow_insecure_registry_mirrors=true).
   - Why a module and not M(ansible.builtin.copy) or M(ansible.builtin.template) - those own the whole file and
     would drop keys written by other tools (for example C(nvidia-ctk runtime configure)), and no maintained
     module merges into C(daemon.json).
 author:
   - autoglm.fleet contributors (@autoglm)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - ansible.builtin.files
+  - autoglm.fleet.attributes
+  - autoglm.fleet.attributes.files
 attributes:
   check_mode:
     support: full
@@ -50,8 +59,10 @@ attributes:
     support: full
     details:
       - Before and after are the pretty-printed JSON; both headers are O(path).
-  platform:
-    platforms: posix
+  idempotent:
+    support: full
+  safe_file_operations:
+    support: full
 options:
   path:
     description:
@@ -79,7 +90,7 @@ options:
   backup:
     description:
       - Before replacing an existing file, copy it next to itself as C(<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~)
-        (the name M(ansible.builtin.copy) uses) and return the copy's path in RV(backup_file).
+        (Ansible's C(backup_local), as M(ansible.builtin.copy) does) and return the copy's path in RV(backup_file).
     type: bool
     default: true
   validate:
@@ -94,30 +105,25 @@ options:
         fails the task, whether it comes from O(settings) or was already in the file.
     type: bool
     default: false
+  allow_insecure_tcp_hosts:
+    description:
+      - Accept a C(tcp://) listener in C(hosts) without C(tlsverify=true). Without it such a listener fails the
+        task, whether it comes from O(settings) or was already in the file; with C(tlsverify), C(tlscacert),
+        C(tlscert) and C(tlskey) the API requires client certificates and needs no opt-in.
+    type: bool
+    default: false
+  allow_insecure_registry_mirrors:
+    description:
+      - Accept plain C(http://) URLs in C(registry-mirrors). Without it they fail the task, whether they come
+        from O(settings) or were already in the file.
+    type: bool
+    default: false
   dockerd_path:
     description:
       - The C(dockerd) binary whose C(--validate) is used.
       - By default C(dockerd) is looked up in E(PATH), C(/usr/bin) and C(/usr/sbin). When it is missing or has no
         C(--validate), the structural check is used.
     type: path
-  mode:
-    description:
-      - Permissions of the file when this module creates it, as an octal string such as C('0644').
-      - An existing file keeps its mode.
-    type: raw
-    default: '0644'
-  owner:
-    description:
-      - Owner (name or uid) of the file when this module creates it; by default the user the module runs as
-        (root with become).
-      - An existing file keeps its owner.
-    type: str
-  group:
-    description:
-      - Group (name or gid) of the file when this module creates it; by default the primary group of the user
-        the module runs as.
-      - An existing file keeps its group.
-    type: str
 notes:
   - Restart Docker only when C(changed) is true, for example through a handler.
 seealso:
@@ -201,11 +207,8 @@ validated_with:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_config import (
-    DaemonConfigError,
-    apply,
-    select_validator,
-)
+from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_config import DaemonConfigError, apply
+from ansible_collections.autoglm.fleet.plugins.module_utils._daemon_schema import select_validator
 
 
 def main():
@@ -217,11 +220,11 @@ def main():
             "backup": {"type": "bool", "default": True},
             "validate": {"type": "bool", "default": True},
             "allow_insecure_registries": {"type": "bool", "default": False},
+            "allow_insecure_tcp_hosts": {"type": "bool", "default": False},
+            "allow_insecure_registry_mirrors": {"type": "bool", "default": False},
             "dockerd_path": {"type": "path"},
-            "mode": {"type": "raw", "default": "0644"},
-            "owner": {"type": "str"},
-            "group": {"type": "str"},
         },
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     params = module.params
@@ -241,17 +244,16 @@ def main():
 
     try:
         result = apply(
+            module,
             params["path"],
             settings=params["settings"],
             remove=params["remove"],
             backup=params["backup"],
             validate=params["validate"],
             allow_insecure_registries=params["allow_insecure_registries"],
-            mode=params["mode"],
-            owner=params["owner"],
-            group=params["group"],
+            allow_insecure_tcp_hosts=params["allow_insecure_tcp_hosts"],
+            allow_insecure_registry_mirrors=params["allow_insecure_registry_mirrors"],
             validator=validator,
-            check_mode=module.check_mode,
         )
     except DaemonConfigError as err:
         module.fail_json(msg=str(err))

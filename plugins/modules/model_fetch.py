@@ -14,10 +14,12 @@ description:
   - Places a model (a directory of weight, config and tokenizer files) in O(dest), fetched from an ordered list of
     O(sources), and checks every byte against SHA-256 digests it trusts.
   - Signed mode (the default) reads the bundle written by C(model_signing sign key) (OpenSSF model-signing, key
-    mode) and verifies it with O(public_key) B(before) anything is downloaded. The file list and the SHA-256 of
-    every file come from the signed in-toto statement. After the files are placed, the library's own verify runs
-    over O(dest), so extra, missing or changed files fail the task. The verified bundle is kept as
-    C(<dest>/model.sig).
+    mode) and verifies it with O(public_key) B(before) anything is downloaded. The signed statement must be for
+    O(model_id) at O(revision) (C(scripts/model-sign) records both); a signature for any other model or revision
+    is refused before anything is downloaded, naming both. The file list, the SHA-256 and the size of every file
+    come from the signed in-toto statement; a mirror that reports another size is skipped for that file. After
+    the files are placed, the library's own verify runs over O(dest), so extra, missing or changed files fail the
+    task. The verified bundle is kept as C(<dest>/model.sig).
   - Unsigned mode reads a JSON list of C({path, size, sha256}) (O(manifest)); it is used only with
     O(require_signature=false) and the result says RV(signed=false).
   - Every file is fetched with HTTP Range requests over O(connections) connections, O(parallel_files) files at a
@@ -34,7 +36,7 @@ description:
     M(ansible.builtin.get_url) fetches one file in one stream and checks one checksum.
 author: autoglm.fleet maintainers (@autoglm)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - autoglm.fleet.attributes
 attributes:
   check_mode:
     support: full
@@ -43,8 +45,10 @@ attributes:
         bytes; writes nothing.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+  idempotent:
+    support: full
+    details:
+      - Files already in O(dest) with the right digest are not fetched again.
 requirements:
   - model-signing and pyopenssl on the managed host, for signed mode (the C(runtime) venv carries both)
 options:
@@ -76,12 +80,14 @@ options:
         default: http
   model_id:
     description:
-      - Model name on C(hf) and C(modelscope) sources, for example C(zai-org/GLM-4.5).
+      - Model name, for example C(zai-org/GLM-4.5). It is the path on C(hf) and C(modelscope) sources.
+      - In signed mode it is required, and the signature must be for this model (C(scripts/model-sign --model-id)).
     type: str
     default: ''
   revision:
     description:
       - Revision (branch, tag or commit) on C(hf) and C(modelscope) sources.
+      - In signed mode the signature must be for this revision (C(scripts/model-sign --revision)).
     type: str
     default: main
   public_key:
@@ -109,12 +115,15 @@ options:
     default: manifest.json
   headers:
     description:
-      - Extra HTTP request headers sent to every source.
+      - Extra HTTP request headers sent to every source (API keys, cookies). Like O(token) they are credentials;
+        a redirect to another scheme, host or port gets none of them, and a redirect from https to http is
+        refused.
     type: dict
     default: {}
   token:
     description:
-      - Bearer token sent as C(Authorization) to the sources (not to hosts they redirect to).
+      - Bearer token sent as C(Authorization) to the sources, never to another scheme, host or port they redirect
+        to.
     type: str
   ca_path:
     description:
@@ -250,7 +259,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import FetchError, Options
-from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError, fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError
 
 
 def main():
@@ -292,7 +302,7 @@ def main():
         module.fail_json(msg="retries and rate_limit must not be negative")
     opts = Options(connections=p["connections"], parallel_files=p["parallel_files"], chunk_size=p["chunk_size"],
                    retries=p["retries"], timeout=p["timeout"], rate_limit=p["rate_limit"],
-                   headers=p["headers"], token=p["token"], ca_path=p["ca_path"])
+                   headers=p["headers"], token=p["token"], ca_path=p["ca_path"], warn=module.warn)
     try:
         result = fetch_model(p["dest"], p["sources"], opts, model_id=p["model_id"], revision=p["revision"],
                              public_key=p["public_key"], signature=p["signature"], manifest=p["manifest"],

@@ -1,4 +1,4 @@
-"""The lab end to end, after `playbooks/lab.yml` has run on it (scripts/lab-e2e.sh runs these).
+"""The lab end to end, after `lab/playbooks/lab.yml` has run on it (lab/scripts/e2e.sh runs these).
 
 Real parts only: the official `openai` client talks to the model server on every GPU-group host over the
 lab network; `docker` on the controller execs into the lab hosts to read what their engines run; the
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "containers" / "model-server" / "src"))
 from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
 
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
-# The lab's API key: playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
+# The lab's API key: lab/playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
 API_KEY = (ROOT / ".cache" / "lab-secrets" / "api-key").read_text().strip()
 DEFAULT_ROOT = "/opt/autoglm"
 
@@ -40,7 +40,8 @@ GPU_HOSTS = sorted(
     set(INV["canary"].get("hosts", [])) | set(INV["gpu_hosts"].get("hosts", []))
 )
 BUILD_HOST = INV["model_build"]["hosts"][0]
-LAB_HOSTS = sorted(INV["_meta"]["hostvars"])
+# The hosts site.yml prepares with the runtime role (the monitoring host runs Debian's packages only, no venv).
+RUNTIME_HOSTS = sorted(set(INV["registry"].get("hosts", [])) | set(GPU_HOSTS))
 
 
 def host_var(host, name):
@@ -80,7 +81,7 @@ def test_the_lab_has_two_or_more_serving_hosts():
     assert len(GPU_HOSTS) >= 2, GPU_HOSTS
 
 
-@pytest.mark.parametrize("host", LAB_HOSTS)
+@pytest.mark.parametrize("host", RUNTIME_HOSTS)
 def test_the_host_uses_the_inventorys_runtime_root_only(host):
     root = runtime_root(host)
     record = json.loads(on_host(host, "cat", "/etc/ansible/facts.d/autoglm_runtime.fact"))
@@ -138,12 +139,32 @@ def test_openai_client_sends_a_phone_screenshot_like_open_autoglm(host):
 
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
+def test_open_autoglms_own_deployment_check_passes(host):
+    """Open-AutoGLM's scripts/check_deployment_en.py, unchanged (containers/model-server/tests/open_autoglm), with
+    its own sample (its system prompt and a real phone screenshot), as its README tells a user to run it."""
+    vendored = ROOT / "containers" / "model-server" / "tests" / "open_autoglm" / "scripts"
+    proc = subprocess.run(
+        [sys.executable, str(vendored / "check_deployment_en.py"),
+         "--base-url", "http://%s:8000/v1" % host_var(host, "lab_address"), "--apikey", API_KEY, "--model", "tiny",
+         "--messages-file", str(vendored / "sample_messages_en.json"), "--max-tokens", "12"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Model inference result:" in proc.stdout
+    assert int(proc.stdout.split("Prompt tokens:")[1].split()[0]) > 2000, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("host", GPU_HOSTS)
 def test_the_running_container_uses_the_published_digest(host, published):
+    # The build host pushed to the registry's push endpoint (the recorded repository, :5001); the fleet pulls the
+    # same digest from the read-only pull endpoint (:5000), one image store behind both (docs/registry.md).
+    pulled = published["reference"].replace(":5001/", ":5000/", 1)
+    assert pulled != published["reference"], published["reference"]
     inspect = json.loads(on_host(host, "docker", "container", "inspect", live_container(host)))[0]
-    assert inspect["Config"]["Image"] == published["reference"]
+    assert inspect["Config"]["Image"] == pulled
     assert inspect["State"]["Health"]["Status"] == "healthy"
     image = json.loads(on_host(host, "docker", "image", "inspect", inspect["Image"]))[0]
-    assert published["reference"] in image["RepoDigests"]
+    assert pulled in image["RepoDigests"]
     assert image["Id"] == published["image_id"]
     deployed = state(host, "model_serve")["current"]
     assert deployed["digest"] == published["digest"]

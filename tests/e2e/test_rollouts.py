@@ -1,5 +1,5 @@
 """Blue-green rollouts on the e2e lab, under continuous client traffic (issue 15). Run by tests/e2e/rollouts.sh after
-the lab is up and serving the published version (scripts/lab-e2e.sh); the stories run in this order and each starts
+the lab is up and serving the published version (lab/scripts/e2e.sh); the stories run in this order and each starts
 from where the one before left the fleet.
 
 Real parts only: real ansible-playbook runs of site.yml and playbooks/rollback.yml against the lab hosts, a real

@@ -122,7 +122,7 @@ def server(tiny_model: Path):
         yield srv
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def thread_server() -> type[ThreadServer]:
     return ThreadServer
 

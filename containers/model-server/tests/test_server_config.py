@@ -114,3 +114,44 @@ def test_allowed_image_hosts_are_parsed(tmp_path):
         }
     )
     assert s.image_hosts == ["cdn.example", "10.0.0.5"]
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"AUTOGLM_QUANTIZATION": "bnb-4bit"}, "needs AUTOGLM_DEVICE=cuda, not auto"),
+        ({"AUTOGLM_QUANTIZATION": "bnb-8bit", "AUTOGLM_DEVICE": "cpu"}, "on CPU use int8"),
+        ({"AUTOGLM_QUANTIZATION": "bnb-4bit", "AUTOGLM_DEVICE": "cuda", "AUTOGLM_DTYPE": "float32"}, "bfloat16"),
+        ({"AUTOGLM_QUANTIZATION": "int8", "AUTOGLM_DEVICE": "cuda"}, "on CUDA use bnb-8bit"),
+        ({"AUTOGLM_MAX_MEMORY": "20GiB"}, "is not JSON"),
+        ({"AUTOGLM_MAX_MEMORY": '{"gpu0": 5}'}, "not a GPU index with a positive number of bytes"),
+        ({"AUTOGLM_MAX_MEMORY": "{}"}, "JSON object of GPU index to bytes"),
+    ],
+)
+def test_quantization_and_placement_combinations(tmp_path, env, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_HOST": "127.0.0.1", **env})
+    assert fragment in str(info.value)
+
+
+def test_load_placement(tmp_path):
+    import torch
+    from autoglm_server.engine import load_placement
+
+    def settings(**env):
+        return load_settings(env={"AUTOGLM_MODEL_DIR": str(tmp_path), "AUTOGLM_HOST": "127.0.0.1", **env})
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert load_placement(settings(), cpu, 0) == {}
+    assert load_placement(settings(AUTOGLM_DEVICE="cuda"), gpu, 1) == {}
+    assert load_placement(settings(AUTOGLM_DEVICE="cuda"), gpu, 4) == {"device_map": "auto"}
+    planned = settings(AUTOGLM_DEVICE="cuda", AUTOGLM_MAX_MEMORY='{"0": 1000, "1": 2000}')
+    assert load_placement(planned, gpu, 2) == {"device_map": "auto", "max_memory": {0: 1000, 1: 2000}}
+    with pytest.raises(RuntimeError, match="names GPU \\[1\\] but torch sees 1"):
+        load_placement(planned, gpu, 1)
+    four = load_placement(settings(AUTOGLM_DEVICE="cuda", AUTOGLM_QUANTIZATION="bnb-4bit"), gpu, 1)
+    assert four["device_map"] == "auto"
+    assert four["quantization_config"]["load_in_4bit"] and four["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    assert four["quantization_config"]["bnb_4bit_compute_dtype"] is torch.bfloat16
+    eight = load_placement(settings(AUTOGLM_DEVICE="cuda", AUTOGLM_QUANTIZATION="bnb-8bit"), gpu, 2)
+    assert eight == {"quantization_config": {"load_in_8bit": True}, "device_map": "auto"}

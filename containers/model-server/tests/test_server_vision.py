@@ -238,48 +238,50 @@ def test_mixed_batch_greedy_outputs_equal_solo_outputs(tiny_vlm, make_screenshot
     def prep(content):
         return engine.prepare_chat([ChatMessage(role="user", content=content)])
 
+    contents = [
+        "Hello world",
+        [
+            {"type": "image_url", "image_url": {"url": data_url(make_screenshot(540, 1200, seed=1, noise=0))}},
+            {"type": "text", "text": "Open the settings"},
+        ],
+        "The fleet exists to serve the model and",
+        [
+            {"type": "image_url", "image_url": {"url": data_url(make_screenshot(720, 1600, seed=2, noise=0))}},
+            {"type": "text", "text": "Tap"},
+        ],
+        [
+            {"type": "image_url", "image_url": {"url": data_url(make_screenshot(300, 300, seed=3, noise=0))}},
+            {"type": "image_url", "image_url": {"url": data_url(make_screenshot(600, 300, seed=4, noise=0))}},
+            {"type": "text", "text": "Compare"},
+        ],
+    ]
     with torch.inference_mode():
         engine._load()
-        preps = [
-            prep("Hello world"),
-            prep(
-                [
-                    {"type": "image_url", "image_url": {"url": data_url(make_screenshot(540, 1200, seed=1, noise=0))}},
-                    {"type": "text", "text": "Open the settings"},
-                ]
-            ),
-            prep("The fleet exists to serve the model and"),
-            prep(
-                [
-                    {"type": "image_url", "image_url": {"url": data_url(make_screenshot(720, 1600, seed=2, noise=0))}},
-                    {"type": "text", "text": "Tap"},
-                ]
-            ),
-            prep(
-                [
-                    {"type": "image_url", "image_url": {"url": data_url(make_screenshot(300, 300, seed=3, noise=0))}},
-                    {"type": "image_url", "image_url": {"url": data_url(make_screenshot(600, 300, seed=4, noise=0))}},
-                    {"type": "text", "text": "Compare"},
-                ]
-            ),
-        ]
+        assert engine._encode_images is not None, "GLM-4.1V's vision tower should run on the preprocessing threads"
+        preps = [prep(c) for c in contents]  # images encoded by the vision tower ahead of the engine
+        encoder, engine._encode_images = engine._encode_images, None
+        raw = [prep(c) for c in contents]  # the same prompts as pixel values, for the engine's fallback path
+        engine._encode_images = encoder
         assert [p.images for p in preps] == [0, 1, 0, 1, 2]
+        assert all("image_features" in p.mm_inputs for p in preps if p.images)
+        assert all("pixel_values" in p.mm_inputs for p in raw if p.images)
         deltas_differ = len({p.image_tokens for p in preps}) > 2
         assert deltas_differ
         alone = [_engine_run(engine, [p])[0][0] for p in preps]
         together, widths = _engine_run(engine, preps)
-        # The positions themselves, against transformers' own generate (which computes them its way)
-        for p in preps:
-            ids = torch.tensor([p.prompt_ids])
+        # The positions and the image embeddings, against transformers' own generate (which computes both its way)
+        for encoded, pixels in zip(preps, raw, strict=True):
+            ids = torch.tensor([pixels.prompt_ids])
             reference = engine.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                **(p.mm_inputs or {}),
+                **(pixels.mm_inputs or {}),
                 max_new_tokens=10,
                 do_sample=False,
                 repetition_penalty=1.3,
             )[0, ids.shape[1] :].tolist()
-            assert _engine_run(engine, [p], repetition_penalty=1.3)[0][0] == reference
+            assert _engine_run(engine, [encoded], repetition_penalty=1.3)[0][0] == reference
+            assert _engine_run(engine, [pixels], repetition_penalty=1.3)[0][0] == reference
     assert max(widths) == len(preps), "the requests did not decode in one batch"
     assert together == alone
 
@@ -450,3 +452,19 @@ def test_remote_image_from_an_allowed_host_and_no_redirects(vlm_server, make_scr
         assert "HTTP 302" in error_of(redirected)["message"]
     finally:
         httpd.shutdown()
+
+
+def test_each_api_call_leaves_one_audit_line_without_the_prompt(vlm_server, make_screenshot, data_url, capsys):
+    url = data_url(make_screenshot(540, 1200, seed=9, noise=0))
+    capsys.readouterr()
+    body = {"messages": [user_turn("a secret instruction", url)], "max_tokens": 3, "temperature": 0}
+    assert chat(vlm_server, **body).status_code == 200
+    assert chat(vlm_server, messages=[user_turn("x", "file:///etc/passwd")], max_tokens=1).status_code == 400
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"event":"api_request"')]
+    ok, refused = [x for x in lines if x["endpoint"] == "/v1/chat/completions"][-2:]
+    assert (ok["status"], ok["model"], ok["images"], ok["stream"]) == (200, vlm_server.model, 1, False)
+    assert ok["prompt_tokens"] > 700 and ok["completion_tokens"] == 3 and ok["latency"] > 0
+    assert ok["client"] == "127.0.0.1" and ok["key_id"] is None
+    assert refused["status"] == 400
+    assert "a secret instruction" not in out and url[30:80] not in out

@@ -10,13 +10,19 @@ Faults (set on ``server.faults``, keyed by the file path relative to the served 
 * ``html`` (set)                 - answer 200 with an HTML error page;
 * ``bad_content_range`` (set)    - send a Content-Range shifted by one byte;
 * ``short_length[path] = n``     - announce ``n`` bytes more Content-Length than sent, then close;
+* ``total[path] = text``         - send ``text`` as the total in every Content-Range (e.g. ``-5``);
+* ``overrun[path] = n``          - send ``n`` bytes more than the file (or the range) holds, with no
+                                   Content-Length, and close (a body delimited by the connection);
+* ``redirect[path] = base``      - answer 302 with ``Location: <base>/<path>`` (a CDN, another host);
 * ``delay``                      - seconds to sleep per 64 KiB block sent (a slow mirror).
 
-``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests.
+``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests and ``seen[path]`` the
+headers of each request (lower-case names). ``FaultServer(root, tls=(certfile, keyfile))`` serves HTTPS.
 """
 
 import os
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -35,6 +41,9 @@ class Faults:
         self.html = set()
         self.bad_content_range = set()
         self.short_length = {}
+        self.total = {}
+        self.overrun = {}
+        self.redirect = {}
         self.delay = 0.0
 
 
@@ -54,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         f = srv.faults
         with srv.lock:
             srv.requests[rel] = srv.requests.get(rel, 0) + 1
+            srv.seen.setdefault(rel, []).append({k.lower(): v for k, v in self.headers.items()})
             st = f.status.get(rel)
             if st and st[1] != 0:
                 f.status[rel] = (st[0], st[1] - 1 if st[1] > 0 else -1)
@@ -63,6 +73,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        if rel in f.redirect:
+            self.send_response(302)
+            self.send_header("Location", "%s/%s" % (f.redirect[rel].rstrip("/"), urllib.parse.quote(rel)))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if rel in f.html:
             body = b"<html><body>502 Bad Gateway</body></html>"
@@ -97,10 +113,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         extra = f.short_length.get(rel, 0)
-        self.send_header("Content-Length", str(length + extra))
+        overrun = f.overrun.get(rel, 0)
+        if overrun:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length + extra))
         if status == 206:
             shift = 1 if rel in f.bad_content_range else 0
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start + shift, end + shift, size))
+            total = f.total.get(rel, str(size))
+            self.send_header("Content-Range", "bytes %d-%d/%s" % (start + shift, end + shift, total))
         self.end_headers()
         drop = f.drop_at.get(rel)
         with srv.lock:
@@ -131,6 +153,14 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 if f.delay:
                     time.sleep(f.delay)
+        if overrun:
+            try:
+                for _n in range(0, overrun, BLOCK):
+                    self.wfile.write(b"\0" * min(BLOCK, overrun - _n))
+                    with srv.lock:
+                        srv.served[rel] = srv.served.get(rel, 0) + min(BLOCK, overrun - _n)
+            except OSError:
+                return
         if extra:
             self.close_connection = True
 
@@ -138,26 +168,48 @@ class Handler(BaseHTTPRequestHandler):
 class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root):
+    def __init__(self, root, tls=None):
         super().__init__(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.root = root
         self.faults = Faults()
         self.lock = threading.Lock()
         self.served = {}
         self.requests = {}
+        self.seen = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.started = self.closed = False
 
     def handle_error(self, request, client_address):
         pass  # clients that hang up (on purpose, in the fault tests) are not errors here
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.server_address[1]
+        return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
 
-    def __enter__(self):
-        self.thread.start()
+    def start(self):
+        if not self.started:
+            self.started = True
+            self.thread.start()
         return self
 
-    def __exit__(self, *exc):
-        self.shutdown()
+    def close(self):
+        """Stop serving and close the socket; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.started:
+            self.shutdown()
+            self.thread.join()
         self.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
+from . import __version__, audit
 from .config import Settings
 from .engine import Engine, EngineUnavailable, GenRequest, InputError, Prepared, QueueFull
 from .metrics import Metrics
@@ -294,15 +294,14 @@ def create_app(settings: Settings) -> FastAPI:
                 400, f"{reason}: remove {name!r} from the request (it would change the output).", param=name
             )
 
-    async def prepare(fn: Any, *args: Any) -> Prepared:
-        """Tokenize / render / decode images on the preprocessing threads, never on the event loop."""
+    async def prepare(fn: Any, *args: Any, images: bool = False) -> Prepared:
+        """Tokenize / render / decode and encode images on the preprocessing threads, never on the event loop; a
+        request with images uses its own pool, so text requests never wait behind a vision encoder."""
+        pool = engine.image_pool if images else engine.pool
         try:
-            return await loop_run(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except InputError as exc:
             raise APIError(exc.status, str(exc), param=exc.param, code="invalid_input") from None
-
-    async def loop_run(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(engine.pool, fn, *args)
 
     def check_context(prep: Prepared, max_tokens: int | None, param: str) -> int:
         limit = engine.max_model_len
@@ -404,6 +403,7 @@ def create_app(settings: Settings) -> FastAPI:
                         parts.append(event[1])
                     elif event[0] == "finish":
                         reason, prompt_tokens, completion_tokens = event[1:]
+                        audit.record_usage(prompt_tokens, completion_tokens)
                         usage = usage_dict(prompt_tokens, completion_tokens)
                         return JSONResponse(render.full("".join(parts), reason, usage))
                     else:
@@ -424,6 +424,7 @@ def create_app(settings: Settings) -> FastAPI:
                         yield sse(render.chunk(event[1], None))
                     elif event[0] == "finish":
                         reason, prompt_tokens, completion_tokens = event[1:]
+                        audit.record_usage(prompt_tokens, completion_tokens)
                         yield sse(render.chunk("", reason))
                         if include_usage:
                             yield sse(render.usage_chunk(usage_dict(prompt_tokens, completion_tokens)))
@@ -544,7 +545,10 @@ def create_app(settings: Settings) -> FastAPI:
                 param="messages",
             )
         check_chars(sum(text_chars(m.content) for m in body.messages), "messages")
-        prep = await prepare(engine.prepare_chat, body.messages)
+        has_images = any(
+            not isinstance(m.content, str) and any(p.type == "image_url" for p in m.content) for m in body.messages
+        )
+        prep = await prepare(engine.prepare_chat, body.messages, images=has_images)
         limit = body.max_completion_tokens or body.max_tokens
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         max_tokens = check_context(prep, limit, param)
@@ -555,6 +559,10 @@ def create_app(settings: Settings) -> FastAPI:
     endpoints = {route.path for route in app.routes if hasattr(route, "path")}
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, endpoints=endpoints)
+    if settings.audit_log:  # outermost: it records every answer, 413s included
+        app.add_middleware(
+            audit.AuditMiddleware, log_prompts=settings.audit_log_prompts, max_body=settings.max_request_bytes
+        )
 
     def openapi() -> dict:
         if app.openapi_schema:

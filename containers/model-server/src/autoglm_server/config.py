@@ -29,7 +29,10 @@ class Settings:
     port: int = 8000
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    quantization: str = "none"  # none | int8 (CPU only)
+    quantization: str = "none"  # none | int8 (CPU) | bnb-8bit | bnb-4bit (bitsandbytes, CUDA)
+    # The weight bytes a device map may put on each GPU, as JSON {"0": bytes, "1": bytes} (the model_serve role sets
+    # it from its memory plan, leaving room for the KV cache); empty: one GPU, or accelerate's own split over all.
+    max_memory: str = ""
     max_batch_size: int = 16
     max_waiting: int = 64
     max_model_len: int = 0  # 0: the model's max_position_embeddings
@@ -44,6 +47,10 @@ class Settings:
     # Without a key the server refuses to listen on anything but loopback, unless this says otherwise.
     allow_no_auth: bool = False
     log_level: str = "info"
+    # The API audit trail: one JSON line per request on stdout (time, client, key id, endpoint, model, status,
+    # tokens, images, latency); the prompt text only when audit_log_prompts is on.
+    audit_log: bool = True
+    audit_log_prompts: bool = False
     # Requests: refused before any work (413/400, each message names its setting).
     max_request_bytes: int = 32 * 1024 * 1024
     max_messages: int = 512
@@ -53,7 +60,8 @@ class Settings:
     request_timeout: float = 600.0
     # Consecutive failed engine steps after which the engine is marked failed (/health/live turns 503).
     max_consecutive_failures: int = 3
-    # Threads that decode images, render chat templates and tokenize (off the event loop).
+    # Threads that decode images and run the vision tower for requests with images (off the event loop and the
+    # engine thread); text-only requests are tokenized on a pool of their own.
     preprocess_threads: int = 2
     # Vision-language models (the knobs Open-AutoGLM's vLLM command line sets, under our names):
     # --limit-mm-per-prompt '{"image":N}', --mm_processor_kwargs '{"max_pixels":N}',
@@ -79,7 +87,7 @@ class Settings:
 CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),
-    "quantization": ("none", "int8"),
+    "quantization": ("none", "int8", "bnb-8bit", "bnb-4bit"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
     "chat_template_content_format": ("openai", "string"),
 }
@@ -182,7 +190,21 @@ def validate(s: Settings) -> None:
         if getattr(s, name) < 0:
             errors.append(f"{name} must not be negative (got {getattr(s, name)})")
     if s.quantization == "int8" and s.device == "cuda":
-        errors.append("quantization=int8 is for CPU only: set AUTOGLM_QUANTIZATION=none or AUTOGLM_DEVICE=cpu")
+        errors.append(
+            "quantization=int8 is for CPU only: on CUDA use bnb-8bit or bnb-4bit, or set AUTOGLM_DEVICE=cpu"
+        )
+    if s.quantization.startswith("bnb-") and s.device != "cuda":
+        errors.append(
+            f"quantization={s.quantization} (bitsandbytes) needs AUTOGLM_DEVICE=cuda, not {s.device}: "
+            "on CPU use int8"
+        )
+    if s.quantization.startswith("bnb-") and s.dtype == "float32":
+        errors.append(f"quantization={s.quantization} computes in bfloat16 or float16: set AUTOGLM_DTYPE accordingly")
+    if s.max_memory:
+        try:
+            parse_max_memory(s.max_memory)
+        except ValueError as exc:
+            errors.append(f"max_memory: {exc}; fix AUTOGLM_MAX_MEMORY")
     if s.api_key_file and not s.api_key:
         try:
             s.api_key = Path(s.api_key_file).read_text().strip()
@@ -207,3 +229,19 @@ def validate(s: Settings) -> None:
             "(or AUTOGLM_API_KEY) to require 'Authorization: Bearer <key>', listen on 127.0.0.1 (AUTOGLM_HOST), "
             "or accept an open server with AUTOGLM_ALLOW_NO_AUTH=true."
         )
+
+
+def parse_max_memory(text: str) -> dict[int, int]:
+    """AUTOGLM_MAX_MEMORY's JSON object of GPU index -> bytes, as accelerate's max_memory."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not JSON") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError('it must be a JSON object of GPU index to bytes, e.g. {"0": 20000000000}')
+    out = {}
+    for key, value in data.items():
+        if not str(key).isdigit() or isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{key!r}: {value!r} is not a GPU index with a positive number of bytes")
+        out[int(key)] = value
+    return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -67,7 +68,7 @@ class Prepared:
     """A prompt ready for the engine: its token ids and, with images, the processor's tensors."""
 
     prompt_ids: list[int]
-    mm_inputs: dict[str, torch.Tensor] | None = None
+    mm_inputs: dict[str, Any] | None = None
     images: int = 0
     image_tokens: int = 0
 
@@ -86,7 +87,7 @@ class GenRequest:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
-    mm_inputs: dict[str, torch.Tensor] | None = None
+    mm_inputs: dict[str, Any] | None = None
     images: int = 0
     # engine state
     rope_delta: int = 0  # multimodal rotary offset: next position = cache_len + rope_delta
@@ -169,7 +170,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()
         self.failures = 0  # consecutive steps that failed for a server-side reason
-        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare")
+        # Two pools, so that a text request's tokenizing never queues behind another request's images.
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="autoglm-prepare-text")
+        self.image_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="autoglm-prepare-image")
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -186,6 +189,7 @@ class Engine:
             self.state = "stopped"
         self.metrics.ready.set(0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.image_pool.shutdown(wait=False, cancel_futures=True)
 
     def start_drain(self) -> None:
         if self.state in ("ready", "starting", "loading", "warming"):
@@ -340,14 +344,24 @@ class Engine:
             self.processor = load_processor(str(model_dir), config, self.tokenizer)
             self.image_placeholder = image_placeholder(config, self.processor, self.tokenizer)
         auto_class = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
+        placement = load_placement(s, self.device, torch.cuda.device_count() if self.device.type == "cuda" else 0)
+        if placement.get("quantization_config") is not None:
+            from transformers import BitsAndBytesConfig
+
+            placement["quantization_config"] = BitsAndBytesConfig(**placement["quantization_config"])
         model = auto_class.from_pretrained(
             str(model_dir),
             local_files_only=True,
             dtype=dtype,
             use_safetensors=True if has_safetensors else None,
             trust_remote_code=False,
+            **placement,
         )
-        model.to(self.device)
+        if "device_map" in placement:  # spread by accelerate: inputs go to the embedding's device
+            self.device = model.get_input_embeddings().weight.device
+            log.info("model placed over %s", sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()}))
+        else:
+            model.to(self.device)
         model.eval()
         if s.quantization == "int8":
             if self.device.type != "cpu":
@@ -355,6 +369,9 @@ class Engine:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model
         self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None) if self.vision else None
+        self._encode_images = None
+        if self.vision and "mm_encoder_outputs" in inspect.signature(model.forward).parameters:
+            self._encode_images = getattr(getattr(model, "model", None), "get_image_features", None)
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         limit = int(getattr(text_config, "max_position_embeddings", 0) or 0) or 2048
         self.max_model_len = min(s.max_model_len, limit) if s.max_model_len else limit
@@ -444,7 +461,22 @@ class Engine:
         if not image_tokens and self.processor is not None:
             image_token_id = getattr(self.processor, "image_token_id", None)
             image_tokens = sum(1 for t in ids if t == image_token_id)
+        if self._encode_images is not None and "pixel_values" in mm:
+            mm = self._encode(mm)
         return Prepared(ids, mm, images=len(images), image_tokens=image_tokens)
+
+    def _encode(self, mm: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Run the vision tower here, on a preprocessing thread, so that the engine thread's prefill only reads the
+        image embeddings: a screenshot no longer stops the running batch for the whole vision encoder, and the
+        encoder's work runs beside the decode steps (another core; on a GPU, overlapped with them)."""
+        started = time.monotonic()
+        with torch.inference_mode():
+            pixels = mm["pixel_values"].to(self.device, self.dtype)
+            encoded = self._encode_images(pixels, mm["image_grid_thw"].to(self.device), return_dict=True)
+        self.metrics.image_encode.observe(time.monotonic() - started)
+        out: dict[str, Any] = {k: v for k, v in mm.items() if k != "pixel_values"}
+        out["image_features"] = encoded
+        return out
 
     def _image_kwargs(self) -> dict:
         """Resize images down to ``max_pixels`` the way the model's own processor does (vLLM's mm_processor_kwargs
@@ -504,9 +536,12 @@ class Engine:
         ids = torch.tensor([req.prompt_ids], dtype=torch.long, device=self.device)
         extra: dict[str, Any] = {}
         if req.mm_inputs:
-            mm = {k: v.to(self.device) for k, v in req.mm_inputs.items()}
+            features = req.mm_inputs.get("image_features")
+            mm = {k: v.to(self.device) for k, v in req.mm_inputs.items() if k != "image_features"}
             if "pixel_values" in mm:
                 mm["pixel_values"] = mm["pixel_values"].to(self.dtype)
+            if features is not None:  # encoded on a preprocessing thread: the language model reads the embeddings
+                extra["mm_encoder_outputs"] = {"image": features}
             if self._rope_index is not None:
                 positions, delta = self._rope_index(
                     ids, mm_token_type_ids=mm.get("mm_token_type_ids"), image_grid_thw=mm.get("image_grid_thw")
@@ -754,3 +789,33 @@ def image_placeholder(config: Any, processor: Any, tokenizer: Any) -> str:
 
 def url_ref(url: str, where: str = "warm-up") -> ImageRef:
     return ImageRef(url=url, where=where)
+
+
+def load_placement(settings: Settings, device: torch.device, gpu_count: int) -> dict[str, Any]:
+    """from_pretrained's placement arguments: one device (none), a device map over the visible GPUs with each GPU's
+    weight budget (``max_memory``, from the role's memory plan), and bitsandbytes' config for bnb-8bit/bnb-4bit."""
+    from .config import parse_max_memory
+
+    out: dict[str, Any] = {}
+    if settings.quantization.startswith("bnb-"):
+        if device.type != "cuda":
+            raise RuntimeError(f"quantization={settings.quantization} needs a CUDA device; torch sees none")
+        if settings.quantization == "bnb-8bit":
+            out["quantization_config"] = {"load_in_8bit": True}
+        else:
+            compute = torch.float16 if settings.dtype == "float16" else torch.bfloat16
+            out["quantization_config"] = {
+                "load_in_4bit": True,
+                "bnb_4bit_quant_type": "nf4",
+                "bnb_4bit_compute_dtype": compute,
+                "bnb_4bit_use_double_quant": True,
+            }
+    if device.type == "cuda" and (settings.max_memory or gpu_count > 1 or "quantization_config" in out):
+        out["device_map"] = "auto"
+        if settings.max_memory:
+            budget = parse_max_memory(settings.max_memory)
+            missing = [i for i in budget if i >= gpu_count]
+            if missing:
+                raise RuntimeError(f"max_memory names GPU {missing} but torch sees {gpu_count}; fix AUTOGLM_MAX_MEMORY")
+            out["max_memory"] = budget
+    return out

@@ -57,6 +57,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.image_encode = Histogram(
+            "autoglm_image_encode_seconds",
+            "Per request with images: the vision tower, run on a preprocessing thread before the request is queued.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.engine_failures = Counter(
             "autoglm_engine_failures", "Requests failed by the engine, by cause (input, server).", ["cause"], registry=r
         )

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.autoglm.fleet.plugins.filter.preflight import (
-    FilterModule,
-    preflight_failures,
-    preflight_report,
-)
+from ansible_collections.autoglm.fleet.plugins.filter.preflight import preflight_failures, preflight_report
 
 FACTS = {
     "gpu": {"gpu_count": 1, "driver_version": "535.54.03", "nvml_error": None,
@@ -22,10 +18,6 @@ FACTS = {
     "python_version": "3.10.12",
     "kernel_headers_present": True,
 }
-
-
-def test_filters_are_registered():
-    assert FilterModule().filters() == {"preflight_report": preflight_report, "preflight_failures": preflight_failures}
 
 
 def test_report_of_a_good_host():

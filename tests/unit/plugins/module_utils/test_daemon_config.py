@@ -1,4 +1,8 @@
-"""Unit tests for plugins/module_utils/_daemon_config.py, on real files in tmp_path."""
+"""Unit tests for plugins/module_utils/_daemon_config.py and _daemon_schema.py, on real files in tmp_path.
+
+``apply`` writes through a real AnsibleModule (its file common arguments, backup_local, atomic_move): the
+module arguments reach it the way ansible-core's own unit-test helper hands them in.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,29 @@ import subprocess
 import textwrap
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 from ansible_collections.autoglm.fleet.plugins.module_utils import _daemon_config as dc
+from ansible_collections.autoglm.fleet.plugins.module_utils import _daemon_schema as schema
+
+FILE_ARGS = ("mode", "owner", "group", "seuser", "serole", "setype", "selevel", "attributes")
+
+
+def apply(path, check_mode=False, **kwargs):
+    """``dc.apply`` with a real AnsibleModule: the file arguments in kwargs go to the module, the rest to apply."""
+    params = {name: kwargs.pop(name) for name in FILE_ARGS if name in kwargs}
+    params.update(path=str(path), _ansible_check_mode=check_mode)
+    with patch_module_args(params):  # also how fail_json/exit_json learn the output profile: keep it open
+        module = AnsibleModule(argument_spec={"path": {"type": "path"}}, add_file_common_args=True,
+                               supports_check_mode=True)
+        return dc.apply(module, str(path), **kwargs)
+
+
+def module_failure(capsys):
+    """The message of the fail_json that just ended an apply (AnsibleModule prints it and exits)."""
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    return result["msg"]
 
 
 def run(argv):
@@ -308,12 +334,12 @@ GOOD = {
 
 
 def test_structural_accepts_a_full_good_config():
-    assert dc.structural_errors(GOOD) == []
+    assert schema.structural_errors(GOOD) == []
 
 
 @pytest.mark.parametrize("runtime", ["runc", "io.containerd.runc.v2"])
 def test_structural_accepts_builtin_default_runtime(runtime):
-    assert dc.structural_errors({"default-runtime": runtime}) == []
+    assert schema.structural_errors({"default-runtime": runtime}) == []
 
 
 @pytest.mark.parametrize(
@@ -352,14 +378,14 @@ def test_structural_accepts_builtin_default_runtime(runtime):
     ],
 )
 def test_structural_rejects_bad_values(key, value, fragment):
-    errors = dc.structural_errors({key: value})
+    errors = schema.structural_errors({key: value})
     assert len(errors) == 1, errors
     assert errors[0].startswith("'%s" % key)
     assert fragment in errors[0]
 
 
 def test_structural_default_runtime_must_exist():
-    errors = dc.structural_errors({"default-runtime": "nvidia", "runtimes": {"crun": {"path": "/c"}}})
+    errors = schema.structural_errors({"default-runtime": "nvidia", "runtimes": {"crun": {"path": "/c"}}})
     assert errors == [
         "'default-runtime' 'nvidia' names no runtime: define it under 'runtimes' or use one of "
         "runc, io.containerd.runc.v2, crun"
@@ -367,7 +393,7 @@ def test_structural_default_runtime_must_exist():
 
 
 def test_structural_collects_every_error():
-    errors = dc.structural_errors({"live-restore": "yes", "dns": "x", "data-root": "rel", "unknown": object()})
+    errors = schema.structural_errors({"live-restore": "yes", "dns": "x", "data-root": "rel", "unknown": object()})
     assert [e.split("'")[1] for e in errors] == ["live-restore", "dns", "data-root"]
 
 
@@ -378,7 +404,7 @@ def test_structural_collects_every_error():
 
 def test_select_dockerd_validator_when_help_lists_validate(fake_dockerd, tmp_path):
     script = fake_dockerd[0]
-    validator = dc.select_validator(str(script), run)
+    validator = schema.select_validator(str(script), run)
     assert validator.name == "dockerd"
     good = write_json(tmp_path / "good.json", {"debug": True})
     bad = write_json(tmp_path / "bad.json", {"bogus-directive": True})
@@ -391,7 +417,7 @@ def test_select_dockerd_validator_when_help_lists_validate(fake_dockerd, tmp_pat
 @pytest.mark.parametrize("which", ["old", "missing", "none"])
 def test_select_structural_without_a_validating_dockerd(old_dockerd, tmp_path, which):
     dockerd = {"old": str(old_dockerd), "missing": str(tmp_path / "no-such-dockerd"), "none": None}[which]
-    assert dc.select_validator(dockerd, run).name == "structural"
+    assert schema.select_validator(dockerd, run).name == "structural"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +427,7 @@ def test_select_structural_without_a_validating_dockerd(old_dockerd, tmp_path, w
 
 def test_apply_creates_missing_file_and_parent_dir(tmp_path):
     path = tmp_path / "etc" / "docker" / "daemon.json"
-    result = dc.apply(str(path), settings={"log-driver": "json-file", "log-opts": {"max-file": "3"}})
+    result = apply(path, settings={"log-driver": "json-file", "log-opts": {"max-file": "3"}})
     assert result["changed"] is True
     assert result["previous"] == {}
     assert result["changed_keys"] == ["log-driver", "log-opts"]
@@ -414,31 +440,47 @@ def test_apply_creates_missing_file_and_parent_dir(tmp_path):
     assert leftovers(path.parent, {"daemon.json"}) == []
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("0600", 0o600), ("640", 0o640), (0o600, 0o600)])
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("0600", 0o600), ("640", 0o640), (0o600, 0o600), ("u=rw,g=r,o=", 0o640), (None, 0o644)]
+)
 def test_apply_new_file_mode(tmp_path, mode, expected):
     path = tmp_path / "daemon.json"
-    dc.apply(str(path), settings={"debug": True}, mode=mode)
+    apply(path, settings={"debug": True}, mode=mode)
     assert stat.S_IMODE(path.stat().st_mode) == expected
 
 
-@pytest.mark.parametrize("mode", ["0844", "rw-r--r--", "", "77777", True])
-def test_apply_bad_mode_fails_before_writing(tmp_path, mode):
+@pytest.mark.parametrize("mode", ["0844", "rw-r--r--", "u=rwz", "9"])
+def test_apply_bad_mode_fails_before_writing(tmp_path, capsys, mode):
     path = tmp_path / "daemon.json"
-    with pytest.raises(dc.DaemonConfigError, match="'mode'"):
-        dc.apply(str(path), settings={"debug": True}, mode=mode)
+    with pytest.raises(SystemExit):
+        apply(path, settings={"debug": True}, mode=mode)
+    assert "mode must be in octal or symbolic form" in module_failure(capsys)
     assert not path.exists()
+    assert leftovers(tmp_path, set()) == []
 
 
-def test_apply_unknown_owner_fails_before_writing(tmp_path):
+def test_apply_bad_mode_leaves_existing_file(tmp_path, capsys):
+    path = write_json(tmp_path / "daemon.json", {"dns": ["10.0.0.2"]})
+    before = path.read_bytes()
+    with pytest.raises(SystemExit):
+        apply(path, settings={"debug": True}, mode="0844")
+    assert "mode must be in octal or symbolic form" in module_failure(capsys)
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path, {"daemon.json"}) == []
+
+
+def test_apply_unknown_owner_fails_before_writing(tmp_path, capsys):
     path = tmp_path / "daemon.json"
-    with pytest.raises(dc.DaemonConfigError, match="'owner' 'no-such-user-autoglm' does not exist"):
-        dc.apply(str(path), settings={"debug": True}, owner="no-such-user-autoglm")
+    with pytest.raises(SystemExit):
+        apply(path, settings={"debug": True}, owner="no-such-user-autoglm")
+    assert "failed to look up user no-such-user-autoglm" in module_failure(capsys)
     assert not path.exists()
+    assert leftovers(tmp_path, set()) == []
 
 
 def test_apply_missing_file_and_nothing_to_set_writes_nothing(tmp_path):
     path = tmp_path / "daemon.json"
-    result = dc.apply(str(path), remove=["insecure-registries"])
+    result = apply(path, remove=["insecure-registries"])
     assert result["changed"] is False
     assert result["diff"]["before"] == result["diff"]["after"] == ""
     assert not path.exists()
@@ -447,9 +489,9 @@ def test_apply_missing_file_and_nothing_to_set_writes_nothing(tmp_path):
 def test_apply_empty_file_counts_as_empty_object(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text("")
-    assert dc.apply(str(path))["changed"] is False
+    assert apply(path)["changed"] is False
     assert path.read_text() == ""
-    result = dc.apply(str(path), settings={"debug": True})
+    result = apply(path, settings={"debug": True})
     assert result["changed"] is True
     assert result["previous"] == {}
     assert json.loads(path.read_text()) == {"debug": True}
@@ -460,7 +502,7 @@ def test_apply_leaves_other_keys_exactly_and_in_order(tmp_path):
         tmp_path / "daemon.json",
         {"dns": ["10.0.0.2"], "log-opts": {"labels": "team"}, "bip": "172.26.0.1/16", "hosts": ["unix://"]},
     )
-    result = dc.apply(str(path), settings={"log-opts": {"max-size": "100m"}, "live-restore": True})
+    result = apply(path, settings={"log-opts": {"max-size": "100m"}, "live-restore": True})
     on_disk = json.loads(path.read_text())
     assert on_disk == result["config"]
     assert list(on_disk) == ["dns", "log-opts", "bip", "hosts", "live-restore"]
@@ -477,7 +519,7 @@ def test_apply_is_idempotent_and_does_not_reformat(tmp_path):
     original = path.read_bytes()
     mtime = path.stat().st_mtime_ns
     settings = {"log-opts": {"max-size": "100m", "max-file": "3"}, "live-restore": True}
-    result = dc.apply(str(path), settings=settings)
+    result = apply(path, settings=settings)
     assert result["changed"] is False
     assert result["changed_keys"] == []
     assert result["validated_with"] is None
@@ -489,7 +531,7 @@ def test_apply_is_idempotent_and_does_not_reformat(tmp_path):
 
 def test_apply_bool_versus_int_is_a_change(tmp_path):
     path = write_json(tmp_path / "daemon.json", {"live-restore": 1})
-    result = dc.apply(str(path), settings={"live-restore": True}, validate=False)
+    result = apply(path, settings={"live-restore": True}, validate=False)
     assert result["changed"] is True
     assert json.loads(path.read_text()) == {"live-restore": True}
     assert path.read_text().count("true") == 1
@@ -499,7 +541,7 @@ def test_apply_backup_holds_previous_content(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text('{"dns": ["10.0.0.2"]}')
     path.chmod(0o600)
-    result = dc.apply(str(path), settings={"debug": True})
+    result = apply(path, settings={"debug": True})
     backup = result["backup_file"]
     assert os.path.dirname(backup) == str(tmp_path)
     assert os.path.basename(backup).startswith("daemon.json.%d." % os.getpid())
@@ -512,7 +554,7 @@ def test_apply_backup_holds_previous_content(tmp_path):
 
 def test_apply_without_backup(tmp_path):
     path = write_json(tmp_path / "daemon.json", {"dns": ["10.0.0.2"]})
-    result = dc.apply(str(path), settings={"debug": True}, backup=False)
+    result = apply(path, settings={"debug": True}, backup=False)
     assert result["changed"] is True
     assert "backup_file" not in result
     assert leftovers(tmp_path, {"daemon.json"}) == []
@@ -525,11 +567,26 @@ def test_apply_preserves_mode_and_owner_of_existing_file(tmp_path):
     uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
     if os.geteuid() == 0:
         os.chown(path, uid, gid)
-    dc.apply(str(path), settings={"debug": True}, mode="0644", owner="root" if os.geteuid() == 0 else None)
+    apply(path, settings={"debug": True})
     st = path.stat()
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert (st.st_uid, st.st_gid) == (uid, gid)
     assert json.loads(path.read_text()) == {"dns": ["10.0.0.2"], "debug": True}
+
+
+def test_apply_given_mode_applies_to_existing_file_even_without_content_change(tmp_path):
+    path = write_json(tmp_path / "daemon.json", {"debug": True})
+    path.chmod(0o600)
+    content = path.read_bytes()
+    check = apply(path, settings={"debug": True}, mode="u=rw,go=r", check_mode=True)
+    assert check["changed"] is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    result = apply(path, settings={"debug": True}, mode="u=rw,go=r")
+    assert result["changed"] is True
+    assert result["changed_keys"] == []
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_bytes() == content
+    assert apply(path, settings={"debug": True}, mode="0644")["changed"] is False
 
 
 def test_apply_remove_nested_runtime(tmp_path):
@@ -538,18 +595,18 @@ def test_apply_remove_nested_runtime(tmp_path):
         {"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}, "crun": {"path": "/usr/bin/crun"}},
          "default-runtime": "nvidia", "dns": ["10.0.0.2"]},
     )
-    result = dc.apply(str(path), settings={"default-runtime": "runc"}, remove=["runtimes/nvidia"])
+    result = apply(path, settings={"default-runtime": "runc"}, remove=["runtimes/nvidia"])
     assert json.loads(path.read_text()) == {
         "runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "runc", "dns": ["10.0.0.2"]
     }
     assert result["changed_keys"] == ["runtimes", "default-runtime"]
-    again = dc.apply(str(path), settings={"default-runtime": "runc"}, remove=["runtimes/nvidia"])
+    again = apply(path, settings={"default-runtime": "runc"}, remove=["runtimes/nvidia"])
     assert again["changed"] is False
 
 
 def test_apply_remove_top_level_key(tmp_path):
     path = write_json(tmp_path / "daemon.json", {"dns": ["10.0.0.2"], "debug": True})
-    result = dc.apply(str(path), remove=["debug"])
+    result = apply(path, remove=["debug"])
     assert result["changed"] is True
     assert result["changed_keys"] == ["debug"]
     assert json.loads(path.read_text()) == {"dns": ["10.0.0.2"]}
@@ -560,7 +617,7 @@ def test_apply_malformed_file_writes_nothing(tmp_path, content):
     path = tmp_path / "daemon.json"
     path.write_text(content)
     with pytest.raises(dc.DaemonConfigError) as err:
-        dc.apply(str(path), settings={"debug": True})
+        apply(path, settings={"debug": True})
     assert str(path) in str(err.value)
     assert path.read_text() == content
     assert leftovers(tmp_path, {"daemon.json"}) == []
@@ -570,7 +627,7 @@ def test_apply_structural_failure_leaves_old_file(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text('{"dns": ["10.0.0.2"]}')
     with pytest.raises(dc.DaemonConfigError) as err:
-        dc.apply(str(path), settings={"log-opts": {"max-file": 3}, "default-runtime": "nvidia"})
+        apply(path, settings={"log-opts": {"max-file": 3}, "default-runtime": "nvidia"})
     msg = str(err.value)
     assert "failed validation (structural)" in msg
     assert "'log-opts' values must be strings" in msg
@@ -581,7 +638,7 @@ def test_apply_structural_failure_leaves_old_file(tmp_path):
 
 def test_apply_validate_false_skips_validation(tmp_path):
     path = tmp_path / "daemon.json"
-    result = dc.apply(str(path), settings={"max-concurrent-downloads": 0}, validate=False)
+    result = apply(path, settings={"max-concurrent-downloads": 0}, validate=False)
     assert result["validated_with"] is None
     assert json.loads(path.read_text()) == {"max-concurrent-downloads": 0}
 
@@ -591,8 +648,8 @@ def test_apply_dockerd_validates_the_temp_file_in_place(tmp_path, fake_dockerd):
     etc = tmp_path / "etc"
     etc.mkdir()
     path = write_json(etc / "daemon.json", {"dns": ["10.0.0.2"]})
-    validator = dc.select_validator(str(script), run)
-    result = dc.apply(str(path), settings={"debug": True}, validator=validator)
+    validator = schema.select_validator(str(script), run)
+    result = apply(path, settings={"debug": True}, validator=validator)
     assert result["validated_with"] == "dockerd"
     assert json.loads(path.read_text()) == {"dns": ["10.0.0.2"], "debug": True}
     lines = log.read_text().splitlines()
@@ -610,9 +667,9 @@ def test_apply_dockerd_failure_leaves_old_file_and_removes_temp(tmp_path, fake_d
     etc.mkdir()
     path = etc / "daemon.json"
     path.write_text('{"dns": ["10.0.0.2"]}')
-    validator = dc.select_validator(str(script), run)
+    validator = schema.select_validator(str(script), run)
     with pytest.raises(dc.DaemonConfigError) as err:
-        dc.apply(str(path), settings={"bogus-directive": True}, validator=validator)
+        apply(path, settings={"bogus-directive": True}, validator=validator)
     msg = str(err.value)
     assert "failed validation (dockerd)" in msg
     assert "bogus-directive" in msg
@@ -634,7 +691,7 @@ def test_apply_refuses_insecure_registries(tmp_path, existing, settings, origin)
     path = write_json(tmp_path / "daemon.json", existing)
     before = path.read_text()
     with pytest.raises(dc.DaemonConfigError) as err:
-        dc.apply(str(path), settings=settings)
+        apply(path, settings=settings)
     msg = str(err.value)
     assert "insecure-registries" in msg
     assert "allow_insecure_registries: true" in msg
@@ -644,25 +701,93 @@ def test_apply_refuses_insecure_registries(tmp_path, existing, settings, origin)
 
 def test_apply_allows_insecure_registries_when_asked(tmp_path):
     path = tmp_path / "daemon.json"
-    result = dc.apply(str(path), settings={"insecure-registries": ["registry.lab:5000"]},
-                      allow_insecure_registries=True)
+    result = apply(path, settings={"insecure-registries": ["registry.lab:5000"]}, allow_insecure_registries=True)
     assert result["changed"] is True
     assert json.loads(path.read_text()) == {"insecure-registries": ["registry.lab:5000"]}
 
 
 def test_apply_empty_insecure_registries_and_removal_pass(tmp_path):
     path = write_json(tmp_path / "daemon.json", {"insecure-registries": ["r:5000"], "dns": ["10.0.0.2"]})
-    result = dc.apply(str(path), remove=["insecure-registries"])
+    result = apply(path, remove=["insecure-registries"])
     assert json.loads(path.read_text()) == {"dns": ["10.0.0.2"]}
     assert result["changed_keys"] == ["insecure-registries"]
-    assert dc.apply(str(path), settings={"insecure-registries": []})["changed"] is True
+    assert apply(path, settings={"insecure-registries": []})["changed"] is True
+
+
+@pytest.mark.parametrize(
+    ("existing", "settings", "origin"),
+    [
+        ({}, {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}, "given in 'settings'"),
+        ({"hosts": ["TCP://127.0.0.1:2375"]}, {"debug": True}, "already in"),
+        ({"hosts": ["tcp://0.0.0.0:2376"], "tls": True}, {}, "already in"),  # TLS without client certificates
+    ],
+)
+def test_apply_refuses_an_unauthenticated_tcp_api(tmp_path, existing, settings, origin):
+    path = write_json(tmp_path / "daemon.json", existing)
+    before = path.read_text()
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings=settings)
+    msg = str(err.value)
+    assert "'hosts'" in msg and "tcp://" in msg.lower()
+    assert "without TLS client authentication" in msg and "controls the host as root" in msg
+    assert "allow_insecure_tcp_hosts: true" in msg and "tlsverify" in msg
+    assert origin in msg
+    assert path.read_text() == before
+
+
+def test_apply_accepts_a_tcp_api_with_client_certificates_or_when_allowed(tmp_path):
+    tls = {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"], "tlsverify": True,
+           "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/cert.pem", "tlskey": "/etc/docker/key.pem"}
+    assert apply(tmp_path / "tls.json", settings=tls)["changed"] is True
+    plain = {"hosts": ["tcp://127.0.0.1:2375"]}
+    assert apply(tmp_path / "plain.json", settings=plain, allow_insecure_tcp_hosts=True)["changed"] is True
+    assert json.loads((tmp_path / "plain.json").read_text()) == plain
+    assert apply(tmp_path / "unix.json", settings={"hosts": ["unix:///run/docker.sock", "fd://"]})["changed"]
+
+
+@pytest.mark.parametrize(
+    ("existing", "settings", "origin"),
+    [
+        ({}, {"registry-mirrors": ["https://m.example", "http://10.0.0.5:5000"]}, "given in 'settings'"),
+        ({"registry-mirrors": ["HTTP://m.example"]}, {"debug": True}, "already in"),
+    ],
+)
+def test_apply_refuses_plain_http_registry_mirrors(tmp_path, existing, settings, origin):
+    path = write_json(tmp_path / "daemon.json", existing)
+    before = path.read_text()
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings=settings)
+    msg = str(err.value)
+    assert "'registry-mirrors'" in msg and "plain HTTP" in msg and "https://m.example" not in msg
+    assert "allow_insecure_registry_mirrors: true" in msg
+    assert origin in msg
+    assert path.read_text() == before
+
+
+def test_apply_accepts_http_registry_mirrors_when_allowed(tmp_path):
+    path = tmp_path / "daemon.json"
+    mirrors = {"registry-mirrors": ["http://10.0.0.5:5000"]}
+    assert apply(path, settings=mirrors, allow_insecure_registry_mirrors=True)["changed"] is True
+    assert json.loads(path.read_text()) == mirrors
+
+
+def test_apply_reports_every_refusal_at_once(tmp_path):
+    path = tmp_path / "daemon.json"
+    with pytest.raises(dc.DaemonConfigError) as err:
+        apply(path, settings={"insecure-registries": ["r:5000"], "hosts": ["tcp://0.0.0.0:2375"],
+                              "registry-mirrors": ["http://m:5000"]})
+    msg = str(err.value)
+    for option in ("allow_insecure_registries", "allow_insecure_tcp_hosts", "allow_insecure_registry_mirrors"):
+        assert option in msg
+    assert msg.count("nothing was written") == 1
+    assert not path.exists()
 
 
 def test_apply_check_mode_reports_and_writes_nothing(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text('{"dns": ["10.0.0.2"]}')
     mtime = path.stat().st_mtime_ns
-    result = dc.apply(str(path), settings={"live-restore": True}, check_mode=True)
+    result = apply(path, settings={"live-restore": True}, check_mode=True)
     assert result["changed"] is True
     assert result["config"] == {"dns": ["10.0.0.2"], "live-restore": True}
     assert result["changed_keys"] == ["live-restore"]
@@ -674,7 +799,7 @@ def test_apply_check_mode_reports_and_writes_nothing(tmp_path):
 
 def test_apply_check_mode_missing_file_is_not_created(tmp_path):
     path = tmp_path / "sub" / "daemon.json"
-    result = dc.apply(str(path), settings={"debug": True}, check_mode=True)
+    result = apply(path, settings={"debug": True}, check_mode=True)
     assert result["changed"] is True
     assert not path.parent.exists()
 
@@ -683,10 +808,10 @@ def test_apply_check_mode_still_validates(tmp_path, fake_dockerd):
     script, log = fake_dockerd
     path = write_json(tmp_path / "daemon.json", {"dns": ["10.0.0.2"]})
     with pytest.raises(dc.DaemonConfigError, match="failed validation \\(structural\\)"):
-        dc.apply(str(path), settings={"live-restore": "yes"}, check_mode=True)
-    validator = dc.select_validator(str(script), run)
+        apply(path, settings={"live-restore": "yes"}, check_mode=True)
+    validator = schema.select_validator(str(script), run)
     with pytest.raises(dc.DaemonConfigError, match="bogus-directive"):
-        dc.apply(str(path), settings={"bogus-directive": 1}, check_mode=True, validator=validator)
+        apply(path, settings={"bogus-directive": 1}, check_mode=True, validator=validator)
     # the dockerd check ran on a temp file outside the target directory, since removed
     checked = log.read_text().split(" ", 1)[1].strip()
     assert os.path.dirname(checked) != str(tmp_path)
@@ -697,7 +822,7 @@ def test_apply_check_mode_still_validates(tmp_path, fake_dockerd):
 def test_apply_diff_is_pretty_json_with_path_headers(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text('{"dns":["10.0.0.2"]}')
-    result = dc.apply(str(path), settings={"log-opts": {"max-file": "3"}}, check_mode=True)
+    result = apply(path, settings={"log-opts": {"max-file": "3"}}, check_mode=True)
     diff = result["diff"]
     assert diff["before_header"] == diff["after_header"] == str(path)
     assert diff["before"] == '{\n  "dns": [\n    "10.0.0.2"\n  ]\n}\n'
@@ -708,7 +833,7 @@ def test_apply_diff_is_pretty_json_with_path_headers(tmp_path):
 
 def test_apply_diff_for_new_file_has_empty_before(tmp_path):
     path = tmp_path / "daemon.json"
-    result = dc.apply(str(path), settings={"debug": True})
+    result = apply(path, settings={"debug": True})
     assert result["diff"]["before"] == ""
     assert result["diff"]["after"] == path.read_text() == '{\n  "debug": true\n}\n'
 
@@ -719,7 +844,7 @@ def test_apply_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path
     target = write_json(real_dir / "daemon.json", {"dns": ["10.0.0.2"]})
     link = tmp_path / "daemon.json"
     link.symlink_to(target)
-    result = dc.apply(str(link), settings={"debug": True})
+    result = apply(link, settings={"debug": True})
     assert link.is_symlink()
     assert json.loads(target.read_text()) == {"dns": ["10.0.0.2"], "debug": True}
     assert os.path.dirname(result["backup_file"]) == str(real_dir)

@@ -1,16 +1,17 @@
 """Engine tests against a real loopback server that injects faults (tests/unit/fixtures_fetch)."""
 
+import datetime
 import hashlib
+import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
     DROP_LAG,
     Engine,
@@ -22,13 +23,13 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._download import (
     parse_content_range,
     safe_relpath,
 )
-from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import (
-    fetch_model,
-    make_unsigned,
-)
-from fault_server import FaultServer
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError, make_unsigned
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 CHUNK = 64 * 1024
 
 
@@ -75,10 +76,10 @@ def assert_same(dest, files):
     assert not os.path.exists(os.path.join(dest, ".partial"))
 
 
-def test_fetch_then_idempotent(tmp_path, model):
+def test_fetch_then_idempotent(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         first = run(dest, [{"url": srv.url}], manifest)
         assert first["changed"] is True
         assert {f["status"] for f in first["files"]} == {"fetched"}
@@ -93,12 +94,12 @@ def test_fetch_then_idempotent(tmp_path, model):
         assert srv.served == served  # nothing fetched again
 
 
-def test_check_mode_reports_and_writes_nothing(tmp_path, model):
+def test_check_mode_reports_and_writes_nothing(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     (dest).mkdir()
     (dest / "config.json").write_bytes(files["config.json"])
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest, check_mode=True)
         assert res["changed"] is True
         status = {f["path"]: f["status"] for f in res["files"]}
@@ -107,18 +108,19 @@ def test_check_mode_reports_and_writes_nothing(tmp_path, model):
         expected = sum(len(d) for r, d in files.items() if r != "config.json")
         assert res["totals"]["bytes"] == expected
         assert sorted(os.listdir(dest)) == ["config.json"]
-        assert sum(srv.served.values()) <= 3  # probes only: one byte per file at most
+        # probes only: one byte of each file to fetch (the empty one answers 416 with no body)
+        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1}
 
 
 @pytest.mark.parametrize(
     "fault",
     ["drop_once", "status500", "bad_content_range_once", "short_length_once"],
 )
-def test_transient_faults_are_retried(tmp_path, model, fault):
+def test_transient_faults_are_retried(tmp_path, model, fault, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         f = srv.faults
         if fault == "drop_once":
             f.drop_once[big] = 200 * 1024 + 17
@@ -131,7 +133,7 @@ def test_transient_faults_are_retried(tmp_path, model, fault):
 
         if fault in ("bad_content_range_once", "short_length_once"):
             # persistent on the first source: the file fails over to the second, healthy one
-            with FaultServer(str(src)) as good:
+            with mirror(src) as good:
                 res = run(dest, [{"url": srv.url}, {"url": good.url}], manifest)
                 by = {r["path"]: r for r in res["files"]}
                 assert by[big]["source"] == good.url
@@ -140,11 +142,11 @@ def test_transient_faults_are_retried(tmp_path, model, fault):
     assert_same(dest, files)
 
 
-def test_range_ignored_falls_back_to_one_stream(tmp_path, model):
+def test_range_ignored_falls_back_to_one_stream(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.ignore_range.add(big)
         res = run(dest, [{"url": srv.url}], manifest)
         assert srv.requests[big] == 2  # the probe, then one stream
@@ -153,11 +155,11 @@ def test_range_ignored_falls_back_to_one_stream(tmp_path, model):
 
 
 @pytest.mark.parametrize("fault", ["flip", "html", "drop_always", "status404"])
-def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault):
+def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault, mirror):
     src, _files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         if fault == "flip":
             srv.faults.flip[big] = 300000
         elif fault == "html":
@@ -176,11 +178,11 @@ def test_persistent_fault_fails_naming_file_and_source(tmp_path, model, fault):
     assert not (dest / big).exists()  # a tampered or partial file never reaches its final path
 
 
-def test_failover_after_tampered_mirror(tmp_path, model):
+def test_failover_after_tampered_mirror(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
-    with FaultServer(str(src)) as bad, FaultServer(str(src)) as good:
+    with mirror(src) as bad, mirror(src) as good:
         bad.faults.flip[big] = 5
         res = run(dest, [{"url": bad.url}, {"url": good.url}], manifest)
     by = {r["path"]: r for r in res["files"]}
@@ -189,29 +191,25 @@ def test_failover_after_tampered_mirror(tmp_path, model):
     assert_same(dest, files)
 
 
-def test_failover_from_dead_mirror_and_file_source(tmp_path, model):
+def test_failover_from_dead_mirror_and_file_source(tmp_path, model, dead_url):
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    res = run(dest, [{"url": dead}, {"type": "file", "url": "file://%s" % src}], manifest, retries=1)
+    res = run(dest, [{"url": dead_url}, {"type": "file", "url": "file://%s" % src}], manifest, retries=1)
     assert {r["source"] for r in res["files"]} == {"file://%s" % src}
     assert_same(dest, files)
 
 
-def test_not_enough_space(tmp_path, model, monkeypatch):
+def test_not_enough_space(tmp_path, model, monkeypatch, mirror):
     src, _files, manifest = model
-    import shutil
-
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         with pytest.raises(FetchError, match="not enough free space"):
             run(tmp_path / "dest", [{"url": srv.url}], manifest)
-        assert srv.served.get("model-00001.safetensors", 0) <= 1  # only the one-byte probe
+        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1, "config.json": 1}  # probes
     assert not (tmp_path / "dest" / ".partial").exists()
 
 
-def test_resume_reuses_finished_chunks(tmp_path, model):
+def test_resume_reuses_finished_chunks(tmp_path, model, mirror):
     """A state file from an earlier run: only missing chunks are fetched, the prefix hashed once."""
     src, files, manifest = model
     dest = tmp_path / "dest"
@@ -227,7 +225,7 @@ def test_resume_reuses_finished_chunks(tmp_path, model):
     (dest / ".partial" / (big + ".state")).write_text(json.dumps({
         "version": 1, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         "chunk_size": CHUNK, "done": done}))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest)
         by = {r["path"]: r for r in res["files"]}
         assert by[big]["status"] == "resumed"
@@ -236,7 +234,7 @@ def test_resume_reuses_finished_chunks(tmp_path, model):
     assert_same(dest, files)
 
 
-def test_stale_state_is_discarded(tmp_path, model):
+def test_stale_state_is_discarded(tmp_path, model, mirror):
     src, files, manifest = model
     dest = tmp_path / "dest"
     big = "model-00001.safetensors"
@@ -244,13 +242,94 @@ def test_stale_state_is_discarded(tmp_path, model):
     (dest / ".partial" / (big + ".part")).write_bytes(b"x" * 10)
     (dest / ".partial" / (big + ".state")).write_text(json.dumps({
         "version": 1, "size": 10, "sha256": "0" * 64, "chunk_size": CHUNK, "done": [0]}))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         res = run(dest, [{"url": srv.url}], manifest)
     assert {r["path"]: r["status"] for r in res["files"]}[big] == "fetched"
     assert_same(dest, files)
 
 
-def test_resume_after_sigkill(tmp_path):
+@pytest.mark.parametrize(
+    "state",
+    ['{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": ["x"]}',
+     '{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": 5}',
+     '{"version": 1, "size": SIZE, "sha256": "SHA", "chunk_size": CHUNK, "done": [0, null]}',
+     '[1, 2]', '{"version": 1, "size": SIZE', ""],
+    ids=["done-not-numbers", "done-not-a-list", "done-null", "not-an-object", "truncated", "empty"],
+)
+def test_invalid_resume_state_is_discarded_with_a_warning(tmp_path, model, mirror, state):
+    """A .partial state nobody could have written is thrown away (with a warning) and the file refetched;
+    the rerun must not fail until someone deletes .partial by hand."""
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    big = "model-00001.safetensors"
+    data = files[big]
+    (dest / ".partial").mkdir(parents=True)
+    (dest / ".partial" / (big + ".part")).write_bytes(data[:CHUNK] + b"\0" * (len(data) - CHUNK))
+    (dest / ".partial" / (big + ".state")).write_text(
+        state.replace("SIZE", str(len(data))).replace("SHA", hashlib.sha256(data).hexdigest())
+        .replace("CHUNK", str(CHUNK)))
+    warnings = []
+    res = run(dest, [{"url": mirror(src).url}], manifest, warn=warnings.append)
+    assert {r["path"]: r["status"] for r in res["files"]}[big] == "fetched"
+    assert_same(dest, files)
+    assert len(warnings) == 1, warnings
+    assert big in warnings[0] and "discarded" in warnings[0] and "fetched again" in warnings[0]
+
+
+def test_invalid_resume_state_in_check_mode_is_reported_and_left(tmp_path, model, mirror):
+    src, _files, manifest = model
+    dest = tmp_path / "dest"
+    state = dest / ".partial" / "config.json.state"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"done": "all"}')
+    warnings = []
+    res = run(dest, [{"url": mirror(src).url}], manifest, warn=warnings.append, check_mode=True)
+    assert res["changed"] is True
+    assert len(warnings) == 1 and "config.json.state is invalid" in warnings[0]
+    assert state.read_text() == '{"done": "all"}'  # check mode changes nothing, not even that
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["sub", ".partial", "config.json", ".partial/model-00001.safetensors.part", ".partial/sub"],
+    ids=["model-dir", "partial-dir", "final-file", "part-file", "partial-subdir"],
+)
+def test_symlinks_under_dest_are_refused(tmp_path, model, mirror, planted):
+    """A symlink inside dest (a directory, .partial, a final or a part file) could send bytes outside dest:
+    the fetch refuses it, names it and writes nothing through it."""
+    src, files, manifest = model
+    dest = tmp_path / "dest"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "target"
+    if planted.endswith((".json", ".part")):
+        target.write_bytes(files["config.json"])
+    else:
+        target.mkdir()
+    link = dest / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    before = sorted(p.name for p in outside.rglob("*"))
+    server = mirror(src)
+    with pytest.raises(FetchError) as err:
+        run(dest, [{"url": server.url}], manifest)
+    assert "%s is a symbolic link" % link in str(err.value)
+    assert sorted(p.name for p in outside.rglob("*")) == before
+    if target.is_file():
+        assert target.read_bytes() == files["config.json"]
+    assert server.served == {}  # refused while planning, before any byte was fetched
+
+
+def test_dest_itself_may_be_a_symlink(tmp_path, model, mirror):
+    src, files, manifest = model
+    real = tmp_path / "data" / "models"
+    real.mkdir(parents=True)
+    (tmp_path / "dest").symlink_to(real)
+    run(tmp_path / "dest", [{"url": mirror(src).url}], manifest)
+    assert_same(real, files)
+
+
+def test_resume_after_sigkill(tmp_path, mirror, repo_root):
     """Kill the CLI mid-file; the second run fetches only what was not finished (plus in-flight chunks)."""
     src = tmp_path / "src"
     src.mkdir()
@@ -262,10 +341,10 @@ def test_resume_after_sigkill(tmp_path):
     dest = tmp_path / "dest"
     state = dest / ".partial" / "w.bin.state"
     connections = 4
-    argv = [sys.executable, os.path.join(REPO, "scripts", "model-fetch"), "--dest", str(dest),
+    argv = [sys.executable, str(repo_root / "scripts" / "model-fetch"), "--dest", str(dest),
             "--manifest", str(manifest), "--allow-unsigned", "--chunk-size", str(CHUNK),
             "--connections", str(connections), "--quiet"]
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.delay = 0.05  # ~1.3 MiB/s per connection: the file would take about 0.6 s
         proc = subprocess.Popen([*argv, "--source", srv.url], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -306,7 +385,7 @@ def _record_fadvise(monkeypatch, fail=False):
     return calls
 
 
-def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
+def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch, mirror):
     """Each hashed chunk starts its writeback at once; chunks DROP_LAG behind the cursor are dropped."""
     calls = _record_fadvise(monkeypatch)
     src = tmp_path / "src"
@@ -317,7 +396,7 @@ def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(make_unsigned(str(src))))
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         run(dest, [{"url": srv.url}], str(manifest))
     assert (dest / "w.bin").read_bytes() == data
     assert {c[2] for c in calls} == {os.POSIX_FADV_DONTNEED}
@@ -331,7 +410,7 @@ def test_drop_behind_follows_the_cursor(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["refused", "missing"])
-def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode):
+def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode, mirror):
     """posix_fadvise is a hint: refused (an FS without it) or absent (not Linux), the fetch is the same."""
     if mode == "refused":
         _record_fadvise(monkeypatch, fail=True)
@@ -339,20 +418,20 @@ def test_fetch_does_not_depend_on_drop_behind(tmp_path, model, monkeypatch, mode
         monkeypatch.delattr(os, "posix_fadvise", raising=False)
     src, files, manifest = model
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         srv.faults.ignore_range.add("model-00001.safetensors")  # the one-stream path drops behind too
         res = run(dest, [{"url": srv.url}], manifest)
     assert res["totals"]["fetched"] == 4
     assert_same(dest, files)
 
 
-def test_rate_limit_caps_throughput(tmp_path):
+def test_rate_limit_caps_throughput(tmp_path, mirror):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.bin").write_bytes(os.urandom(512 * 1024))
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(make_unsigned(str(src))))
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         t0 = time.monotonic()
         run(tmp_path / "dest", [{"url": srv.url}], str(manifest), rate_limit=1024 * 1024)
         elapsed = time.monotonic() - t0
@@ -367,10 +446,28 @@ def test_parse_content_range(value, expected):
     assert parse_content_range(value) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "bytes 0-9", "items 0-9/10", "bytes a-b/10"])
+@pytest.mark.parametrize("value", [None, "", "bytes 0-9", "items 0-9/10", "bytes a-b/10", "bytes 0-0/-5",
+                                   "bytes 5-4/10", "bytes 0-10/10", "bytes -1-5/10"])
 def test_parse_content_range_rejects(value):
-    with pytest.raises(RangeFault):
+    with pytest.raises(RangeFault, match="Content-Range"):
         parse_content_range(value)
+
+
+def test_bytes_beyond_the_range_stop_the_transfer(tmp_path, model, mirror):
+    """A mirror whose ranges run on past what was asked (no Content-Length, junk until it closes) is a bad
+    mirror for that file: the transfer stops there and the next mirror serves it."""
+    src, files, manifest = model
+    big = "model-00001.safetensors"
+    overrun = mirror(src)
+    overrun.faults.overrun[big] = 4 * 1024 * 1024
+    with pytest.raises(FetchError) as err:
+        run(tmp_path / "alone", [{"url": overrun.url}], manifest, retries=0)
+    assert big in str(err.value) and "more than the" in str(err.value)
+    assert not (tmp_path / "alone" / big).exists()
+    good = mirror(src)
+    res = run(tmp_path / "dest", [{"url": overrun.url}, {"url": good.url}], manifest, retries=0)
+    assert {r["path"]: r["source"] for r in res["files"]}[big] == good.url
+    assert_same(tmp_path / "dest", files)
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a//b", "a/./b", ".partial/x", "", "a\\b"])
@@ -398,45 +495,136 @@ def test_source_rejects_bad_scheme():
         Source("http", "ftp://x", "m")
 
 
-@pytest.mark.parametrize("attempt", [0, 1, 5, 20])
-def test_backoff_is_bounded(attempt):
-    for _attempt in range(20):
-        assert 0 <= backoff_delay(attempt, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** attempt)
+class RecordingRandom:
+    """Stands in for the random module: records the range each jitter was drawn from, returns its top."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def uniform(self, low, high):
+        self.ranges.append((low, high))
+        return high
 
 
-def test_engine_plan_reports_missing_file(tmp_path, model):
+def test_backoff_doubles_from_base_up_to_the_cap_with_full_jitter():
+    rng = RecordingRandom()
+    delays = [backoff_delay(attempt, 0.5, 4.0, rng=rng) for attempt in range(7)]
+    assert rng.ranges == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 4.0), (0, 4.0), (0, 4.0), (0, 4.0)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+
+
+def test_engine_plan_reports_missing_file(tmp_path, model, mirror):
     src = model[0]
-    with FaultServer(str(src)) as srv:
+    with mirror(src) as srv:
         eng = Engine(str(tmp_path / "d"), [Source("http", srv.url)], opts())
         with pytest.raises(FetchError, match=r"no source has nope\.bin"):
             eng.plan([{"path": "nope.bin", "sha256": "0" * 64, "size": None}])
 
 
-def test_retries_on_a_refused_mirror_then_failover_over_http(tmp_path, model):
+def test_retries_on_a_refused_mirror_then_failover_over_http(tmp_path, model, mirror, dead_url):
     """A refused connection leaves http.client mid-request; a retry must not reuse it (CannotSendRequest)."""
     src, files, manifest = model
-    with open(manifest, "rb") as f, open(os.path.join(str(src), "manifest.json"), "wb") as out:
-        out.write(f.read())
-    files = dict(files, **{"manifest.json": open(manifest, "rb").read()})  # noqa: SIM115 - tiny file
+    shutil.copy(manifest, os.path.join(str(src), "manifest.json"))
     dest = tmp_path / "dest"
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    with FaultServer(str(src)) as good:
-        res = fetch_model(str(dest), [{"url": dead}, {"url": good.url}], opts(retries=2), manifest="manifest.json",
-                          require_signature=False)
+    with mirror(src) as good:
+        res = fetch_model(str(dest), [{"url": dead_url}, {"url": good.url}], opts(retries=2),
+                          manifest="manifest.json", require_signature=False)
         assert {r["source"] for r in res["files"]} == {good.url}
-    for rel, data in files.items():
-        if rel != "manifest.json":
-            with open(os.path.join(dest, rel), "rb") as f:
-                assert f.read() == data, rel
+    assert_same(dest, files)
 
 
-def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, model):
-    src, _files, _manifest = model
-    with FaultServer(str(src)) as srv:
-        dead = srv.url
-    with pytest.raises(Exception) as err:
-        fetch_model(str(tmp_path / "dest"), [{"url": dead}], opts(retries=2), manifest="manifest.json",
+def test_only_refused_mirrors_fail_with_a_clear_message(tmp_path, dead_url):
+    with pytest.raises(ManifestError) as err:
+        fetch_model(str(tmp_path / "dest"), [{"url": dead_url}], opts(retries=2), manifest="manifest.json",
                     require_signature=False)
     assert "CannotSendRequest" not in repr(err.value) and "Request-sent" not in str(err.value)
     assert "refused" in str(err.value).lower()
+    assert "no source has the manifest manifest.json" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials and redirects: two loopback servers, the mirror and the host it redirects to
+# ---------------------------------------------------------------------------------------------
+
+CREDENTIALS = {"X-Api-Key": "key-123", "Cookie": "session=abc", "X-Mirror-Auth": "custom-1"}
+
+
+def sent_credentials(server):
+    """Every credential value any request to ``server`` carried (token, API key, cookie, custom header)."""
+    secrets = {"Bearer tok-xyz", "Basic dXNlcjpwdw==", *CREDENTIALS.values()}
+    return {value for requests in server.seen.values() for headers in requests for value in headers.values()
+            if value in secrets}
+
+
+@pytest.mark.parametrize("lowercase_auth", [False, True], ids=["token", "lowercase-authorization-header"])
+def test_credentials_never_follow_a_redirect_to_another_port(tmp_path, model, mirror, lowercase_auth):
+    src, files, manifest = model
+    cdn = mirror(src)
+    origin = mirror(src)
+    for rel in files:
+        origin.faults.redirect[rel] = cdn.url
+    headers = dict(CREDENTIALS, **({"authorization": "Basic dXNlcjpwdw=="} if lowercase_auth else {}))
+    res = run(tmp_path / "dest", [{"url": origin.url}], manifest, headers=headers,
+              token=None if lowercase_auth else "tok-xyz")
+    assert_same(tmp_path / "dest", files)
+    assert {r["source"] for r in res["files"]} == {origin.url}
+    expected = {"Basic dXNlcjpwdw==" if lowercase_auth else "Bearer tok-xyz", *CREDENTIALS.values()}
+    assert sent_credentials(origin) == expected  # the mirror itself gets them all
+    assert cdn.requests and sent_credentials(cdn) == set()  # the host it redirects to gets none
+
+
+def test_credentials_never_follow_a_redirect_to_another_host_name(tmp_path, model, mirror):
+    """Same server and port, another host name (localhost instead of 127.0.0.1): still another origin."""
+    src, files, manifest = model
+    origin = mirror(src)
+    elsewhere = origin.url.replace("127.0.0.1", "localhost")
+    for rel in files:
+        origin.faults.redirect[rel] = elsewhere + "/moved"
+    (src / "moved").symlink_to(src)
+    run(tmp_path / "dest", [{"url": origin.url}], manifest, headers=CREDENTIALS, token="tok-xyz")
+    assert_same(tmp_path / "dest", files)
+    by_host = {}
+    for requests in origin.seen.values():
+        for headers in requests:
+            by_host.setdefault(headers["host"].split(":")[0], set()).update(
+                v for v in headers.values() if v in {"Bearer tok-xyz", *CREDENTIALS.values()})
+    assert by_host == {"127.0.0.1": {"Bearer tok-xyz", *CREDENTIALS.values()}, "localhost": set()}
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+def test_https_to_http_redirect_is_refused(tmp_path, model, mirror, tls_cert):
+    src, _files, manifest = model
+    plain = mirror(src)
+    secure = mirror(src, tls=tls_cert)
+    big = "model-00001.safetensors"
+    secure.faults.redirect[big] = plain.url
+    dest = tmp_path / "dest"
+    with pytest.raises(FetchError) as err:
+        run(dest, [{"url": secure.url}], manifest, headers=CREDENTIALS, token="tok-xyz", ca_path=tls_cert[0])
+    msg = str(err.value)
+    assert big in msg and "from https to plain http is refused" in msg and plain.url in msg
+    assert plain.requests == {}  # not even one request went out in clear text
+    assert sent_credentials(secure) == {"Bearer tok-xyz", *CREDENTIALS.values()}
+    assert not (dest / big).exists()
+    # one refusal per file, not retried: the probe gave up on this mirror at once
+    assert secure.requests[big] == 1

@@ -1,20 +1,23 @@
 """Signed mode: a model the test signs with its own EC P-256 key, served over loopback."""
 
+import base64
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "fixtures_fetch"))
 from ansible_collections.autoglm.fleet.plugins.module_utils import _model_manifest as mm
 from ansible_collections.autoglm.fleet.plugins.module_utils._download import FetchError, Options
-from fault_server import FaultServer
+from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from model_signing import hashing
+from model_signing._signing import sign_ec_key, signing
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+MODEL_ID, REVISION = "org/signed", "r1"
 
 
 def keypair(path, name):
@@ -28,7 +31,7 @@ def keypair(path, name):
 
 
 @pytest.fixture(scope="module")
-def signed_model(tmp_path_factory):
+def signed_model(tmp_path_factory, repo_root):
     root = tmp_path_factory.mktemp("signed")
     src = root / "src"
     (src / "sub").mkdir(parents=True)
@@ -37,94 +40,231 @@ def signed_model(tmp_path_factory):
         (src / rel).write_bytes(data)
     priv, pub = keypair(root, "signer")
     other_pub = keypair(root, "other")[1]
-    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "model-sign"), "sign", str(src),
-                    "--private-key", priv, "--manifest"], check=True, capture_output=True)
-    return {"src": src, "files": files, "pub": pub, "other_pub": other_pub}
+    sign = [sys.executable, str(repo_root / "scripts" / "model-sign"), "sign"]
+    subprocess.run([*sign, str(src), "--private-key", priv, "--manifest", "--model-id", MODEL_ID,
+                    "--revision", REVISION], check=True, capture_output=True)
+    # the same key signs another model, and an older revision of this one (same files, other binding)
+    other = root / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(os.urandom(1000))
+    subprocess.run([*sign, str(other), "--private-key", priv, "--model-id", "org/other", "--revision", REVISION],
+                   check=True, capture_output=True)
+    subprocess.run([*sign, str(src), "--private-key", priv, "--signature", str(root / "r0.sig"), "--model-id",
+                    MODEL_ID, "--revision", "r0"], check=True, capture_output=True)
+    # and the library's own CLI signs it with no binding at all
+    subprocess.run([sys.executable, "-m", "model_signing", "sign", "key", str(src), "--private_key", priv,
+                    "--signature", str(root / "unbound.sig")], check=True, capture_output=True)
+    return {"src": src, "files": files, "pub": pub, "other_pub": other_pub, "priv": priv,
+            "other_sig": str(other / "model.sig"), "r0_sig": str(root / "r0.sig"),
+            "unbound_sig": str(root / "unbound.sig")}
 
 
 def opts():
     return Options(chunk_size=64 * 1024, connections=3, retries=2, backoff=0.01, backoff_max=0.02, timeout=5)
 
 
-def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model):
+def fetch_signed(dest, url, public_key, **kwargs):
+    """fetch_model in signed mode from one mirror, asking for MODEL_ID at REVISION unless told otherwise."""
+    kwargs.setdefault("model_id", MODEL_ID)
+    kwargs.setdefault("revision", REVISION)
+    return fetch_model(str(dest), [{"url": url}], opts(), public_key=public_key, **kwargs)
+
+
+def test_signed_fetch_verifies_and_is_idempotent(tmp_path, signed_model, mirror):
     m = signed_model
     dest = tmp_path / "dest"
-    with FaultServer(str(m["src"])) as srv:
-        res = mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+    with mirror(m["src"]) as srv:
+        res = fetch_signed(dest, srv.url, m["pub"])
         assert res["signed"] is True and res["changed"] is True
         assert sorted(f["path"] for f in res["files"]) == sorted(m["files"])
         for rel, data in m["files"].items():
             assert (dest / rel).read_bytes() == data
         assert (dest / "model.sig").read_bytes() == (m["src"] / "model.sig").read_bytes()
         assert not (dest / "manifest.json").exists()  # only what the statement lists is fetched
-        again = mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+        again = fetch_signed(dest, srv.url, m["pub"])
         assert again["changed"] is False
         assert {f["status"] for f in again["files"]} == {"present"}
 
 
-def test_wrong_key_refused_before_any_download(tmp_path, signed_model):
+def test_wrong_key_refused_before_any_download(tmp_path, signed_model, mirror):
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         with pytest.raises(mm.ManifestError, match="does not verify"):
-            mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["other_pub"])
+            fetch_signed(tmp_path / "dest", srv.url, m["other_pub"])
         assert set(srv.requests) == {"model.sig"}  # nothing but the signature was requested
     assert not (tmp_path / "dest").exists()
 
 
-def test_tampered_signature_refused(tmp_path, signed_model):
+def test_tampered_signature_refused(tmp_path, signed_model, mirror):
     m = signed_model
     bundle = json.loads((m["src"] / "model.sig").read_text())
-    import base64
-
     payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     payload["predicate"]["resources"][0]["digest"] = "0" * 64
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
     sig = tmp_path / "evil.sig"
     sig.write_text(json.dumps(bundle))
-    with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
-        mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"], signature=str(sig))
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match="does not verify"):
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=str(sig))
 
 
-def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model):
+@pytest.mark.parametrize(
+    ("which", "model_id", "revision", "named"),
+    [
+        ("other_sig", MODEL_ID, REVISION, ["model org/other revision r1", "model_id org/signed revision r1"]),
+        ("r0_sig", MODEL_ID, REVISION, ["model org/signed revision r0", "model_id org/signed revision r1"]),
+        ("own", MODEL_ID, "r2", ["model org/signed revision r1", "model_id org/signed revision r2"]),
+        ("own", "org/other", REVISION, ["model org/signed revision r1", "model_id org/other revision r1"]),
+        ("own", "", REVISION, ["model org/signed revision r1", "model_id is empty"]),
+    ],
+    ids=["another-model", "older-revision", "asked-another-revision", "asked-another-model", "asked-nothing"],
+)
+def test_signature_for_another_model_or_revision_refused_before_download(tmp_path, signed_model, mirror, which,
+                                                                         model_id, revision, named):
+    """The right key, a valid signature: but it is for another model or revision than the one asked for."""
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    signature = "model.sig" if which == "own" else m[which]
+    with mirror(m["src"]) as srv:
+        with pytest.raises(mm.ManifestError) as err:
+            fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=signature, model_id=model_id,
+                         revision=revision)
+        assert set(srv.requests) <= {"model.sig"}  # nothing but the signature was requested
+    for fragment in named:
+        assert fragment in str(err.value)
+    assert "nothing was downloaded" in str(err.value)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_signature_without_model_binding_refused(tmp_path, signed_model, mirror):
+    m = signed_model
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError) as err:
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=m["unbound_sig"])
+    assert "does not say which model and revision it is for" in str(err.value)
+    assert "--model-id org/signed --revision r1" in str(err.value)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_signed_sizes_skip_a_stale_mirror(tmp_path, signed_model, mirror):
+    """The first mirror has an older, shorter copy of a file: with the sizes signed it is skipped for that file,
+    not trusted for the size (which made every correct mirror after it fail)."""
+    m = signed_model
+    stale = tmp_path / "stale"
+    shutil.copytree(m["src"], stale)
+    (stale / "model.safetensors").write_bytes(m["files"]["model.safetensors"][:100 * 1024])
+    first, second = mirror(stale), mirror(m["src"])
+    dest = tmp_path / "dest"
+    res = fetch_model(str(dest), [{"url": first.url}, {"url": second.url}], opts(), public_key=m["pub"],
+                      model_id=MODEL_ID, revision=REVISION)
+    sources = {f["path"]: f["source"] for f in res["files"]}
+    assert sources == {"model.safetensors": second.url, "config.json": first.url, "sub/tok.bin": first.url}
+    assert first.served["model.safetensors"] == 1  # the one-byte probe only: its size was wrong
+    for rel, data in m["files"].items():
+        assert (dest / rel).read_bytes() == data
+
+
+def test_negative_total_is_a_bad_mirror(tmp_path, signed_model, mirror):
+    m = signed_model
+    bad, good = mirror(m["src"]), mirror(m["src"])
+    bad.faults.total["model.safetensors"] = "-5"
+    dest = tmp_path / "dest"
+    res = fetch_model(str(dest), [{"url": bad.url}, {"url": good.url}], opts(), public_key=m["pub"],
+                      model_id=MODEL_ID, revision=REVISION)
+    assert {f["path"]: f["source"] for f in res["files"]}["model.safetensors"] == good.url
+    assert (dest / "model.safetensors").read_bytes() == m["files"]["model.safetensors"]
+    with pytest.raises(FetchError, match=r"no source has model\.safetensors: .*Content-Range 'bytes 0-0/-5'"):
+        fetch_signed(tmp_path / "alone", bad.url, m["pub"])
+
+
+def test_signed_sizes_are_required(tmp_path, signed_model, mirror):
+    """A statement bound to the model but without sizes (hand-made here with the library) is refused."""
+    m = signed_model
+    hashing_config = hashing.Config().use_file_serialization(hashing_algorithm="sha256")
+    hashing_config.set_ignored_paths(paths=["model.sig", "manifest.json"], ignore_git_paths=True)
+    payload = signing.Payload(hashing_config.hash(pathlib.Path(m["src"])))
+    payload.statement.pb.predicate.update({mm.BINDING: {"model_id": MODEL_ID, "revision": REVISION}})
+    sig = tmp_path / "nosizes.sig"
+    sign_ec_key.Signer(pathlib.Path(m["priv"])).sign(payload).write(sig)
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"no signed size for config\.json"):
+        fetch_signed(tmp_path / "dest", srv.url, m["pub"], signature=str(sig))
+    assert not (tmp_path / "dest").exists()
+
+
+def test_planted_signature_temp_link_is_never_written_through(tmp_path, signed_model, mirror):
+    """dest/model.sig.tmp was where the signature copy was written with a plain open("wb"): a planted link
+    there sent it outside dest. The copy now goes through a new temp file (O_EXCL|O_NOFOLLOW)."""
+    m = signed_model
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (dest / "model.sig.tmp").symlink_to(victim)
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"model\.sig\.tmp"):
+        fetch_signed(dest, srv.url, m["pub"])  # the planted link is an extra file: the final verify fails
+    assert victim.read_bytes() == b"keep me"
+    assert (dest / "model.sig").read_bytes() == (m["src"] / "model.sig").read_bytes()
+
+
+def test_signature_copy_that_is_a_symlink_is_refused(tmp_path, signed_model, mirror):
+    m = signed_model
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = tmp_path / "victim.sig"
+    victim.write_bytes((m["src"] / "model.sig").read_bytes())
+    (dest / "model.sig").symlink_to(victim)
+    with mirror(m["src"]) as srv, pytest.raises(FetchError, match=r"model\.sig is a symbolic link"):
+        fetch_signed(dest, srv.url, m["pub"])
+    assert srv.served == {"model.sig": victim.stat().st_size}  # the signature only, nothing of the model
+
+
+def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mirror):
+    m = signed_model
+    with mirror(m["src"]) as srv:
         srv.faults.flip["model.safetensors"] = 1234
         with pytest.raises(FetchError, match=r"model\.safetensors.*SHA-256 mismatch"):
-            mm.fetch_model(str(tmp_path / "dest"), [{"url": srv.url}], opts(), public_key=m["pub"])
+            fetch_signed(tmp_path / "dest", srv.url, m["pub"])
     assert not (tmp_path / "dest" / "model.safetensors").exists()
 
 
-def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model):
+def test_extra_file_in_dest_fails_library_verify(tmp_path, signed_model, mirror):
     m = signed_model
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "intruder.py").write_text("print('hi')\n")
-    with FaultServer(str(m["src"])) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
-        mm.fetch_model(str(dest), [{"url": srv.url}], opts(), public_key=m["pub"])
+    with mirror(m["src"]) as srv, pytest.raises(mm.ManifestError, match=r"intruder\.py"):
+        fetch_signed(dest, srv.url, m["pub"])
 
 
-def test_unsigned_refused_unless_allowed(tmp_path, signed_model):
+def test_unsigned_refused_unless_allowed(tmp_path, signed_model, mirror):
     m = signed_model
-    with FaultServer(str(m["src"])) as srv:
+    with mirror(m["src"]) as srv:
         with pytest.raises(mm.ManifestError, match="require_signature"):
-            mm.fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts())
-        res = mm.fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts(), require_signature=False)
+            fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts())
+        res = fetch_model(str(tmp_path / "d"), [{"url": srv.url}], opts(), require_signature=False)
     assert res["signed"] is False and res["unsigned_manifest"] is True
 
 
-def test_missing_library_message(monkeypatch, tmp_path, signed_model):
-    import builtins
-
-    real = builtins.__import__
-
-    def fake(name, *a, **kw):
-        if name.startswith("model_signing"):
-            raise ImportError("No module named 'OpenSSL'")
-        return real(name, *a, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(mm.ManifestError, match=r"install model-signing and pyopenssl in the runtime venv"):
-        mm.fetch_model(str(tmp_path / "d"), [{"url": "http://127.0.0.1:9"}], opts(), public_key=signed_model["pub"])
+def test_missing_library_message(tmp_path, signed_model, collections_dir):
+    """A host whose model_signing cannot be imported (here: one that needs the missing OpenSSL module)."""
+    broken = tmp_path / "site" / "model_signing"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError(\"No module named 'OpenSSL'\")\n")
+    program = (
+        "import sys\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._download import Options\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._model_fetch import fetch_model\n"
+        "from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest import ManifestError\n"
+        "try:\n"
+        "    fetch_model(sys.argv[1], [{'url': 'http://127.0.0.1:9'}], Options(), public_key=sys.argv[2],\n"
+        "                model_id='org/signed', revision='r1')\n"
+        "except ManifestError as exc:\n"
+        "    print(exc)\n"
+    )
+    path = [str(tmp_path / "site"), str(collections_dir)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "d"), signed_model["pub"]],
+                          capture_output=True, text=True, env=env, check=True)
+    assert "No module named 'OpenSSL'" in proc.stdout
+    assert "install model-signing and pyopenssl in the runtime venv" in proc.stdout
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_all_failures_are_reported_together():
         kernel_headers_present=False,
         python_version="3.9.18",
     )
-    result = evaluate(facts, {"gpu_min_count": 2})
+    result = evaluate(facts, {"gpu_min_count": 2, "allow_cuda_minor_compat": False})
     assert [f["gate"] for f in result["failures"]] == ALL_GATES
     assert result["passed"] == []
     message = format_report(result, "gpu-7")
@@ -286,9 +286,33 @@ def test_driver_cuda_gate(driver, cuda, container, allow, ok):
     assert ("driver_cuda" in failed(result)) is not ok
 
 
+def test_driver_cuda_says_when_minor_compat_lets_it_through():
+    facts = good_facts(gpu=gpu_fact(80, driver="535.54.03"), container_cuda_version="12.8")
+    allowed = evaluate(facts, {"allow_cuda_minor_compat": True})
+    assert "driver_cuda" in allowed["passed"]
+    (warning,) = [w for w in allowed["warnings"] if w.startswith("driver_cuda:")]
+    assert warning.startswith(
+        "driver_cuda: the model container's declared CUDA 12.8 (preflight_container_cuda_version) "
+        "passes only through minor-version compatibility (preflight_allow_cuda_minor_compat)")
+    assert "PTX JIT" in warning
+    # natively supported (the fleet's 11.8 on 535): no such warning
+    assert not [w for w in evaluate(good_facts(gpu=gpu_fact(80, driver="535.54.03")),
+                                    {"allow_cuda_minor_compat": True})["warnings"] if w.startswith("driver_cuda:")]
+
+
+# Minor-version compatibility is allowed by default (the default driver runs the default CUDA image that way);
+# these tests check the messages of a fleet that turned it off.
+STRICT = {"allow_cuda_minor_compat": False}
+
+
+def test_default_thresholds_accept_minor_compat_with_a_warning():
+    result = evaluate(good_facts(gpu=gpu_fact(80, driver="535.54.03"), container_cuda_version="12.8"))
+    assert "driver_cuda" not in failed(result)
+
+
 def test_driver_cuda_messages():
     facts = good_facts(gpu=gpu_fact(80, driver="535.54.03"), container_cuda_version="12.4")
-    failure = failed(evaluate(facts))["driver_cuda"]
+    failure = failed(evaluate(facts, STRICT))["driver_cuda"]
     assert failure["variable"] == "preflight_container_cuda_version"
     assert failure["message"] == (
         "installed driver 535.54.03 cannot run the model container's declared CUDA 12.4 "
@@ -296,24 +320,25 @@ def test_driver_cuda_messages():
         "preflight_allow_cuda_minor_compat: true would accept it through minor-version compatibility; upgrade the "
         "NVIDIA driver (autoglm.fleet.nvidia_driver role) or use a CUDA release it supports"
     )
-    old = failed(evaluate(good_facts(driver_version="470.82.01")))["driver_cuda"]["message"]
+    old = failed(evaluate(good_facts(driver_version="470.82.01"), STRICT))["driver_cuda"]["message"]
     assert old.startswith("installed driver 470.82.01 cannot run the fleet's CUDA 11.8 (preflight_cuda_version), "
                           "which needs >= 520.61.05; preflight_allow_cuda_minor_compat: true would accept it")
-    ancient = failed(evaluate(good_facts(driver_version="440.33.01")))["driver_cuda"]["message"]
+    ancient = failed(evaluate(good_facts(driver_version="440.33.01"), STRICT))["driver_cuda"]["message"]
     assert "minor-version compatibility" not in ancient
 
 
 def test_unknown_container_cuda_is_a_failure_not_a_guess():
-    failure = failed(evaluate(good_facts(container_cuda_version="12.5")))["driver_cuda"]
+    failure = failed(evaluate(good_facts(container_cuda_version="12.5"), STRICT))["driver_cuda"]
     assert failure["variable"] == "preflight_container_cuda_version"
     assert "CUDA 12.5 is not a known CUDA release" in failure["message"]
-    failure = failed(evaluate(good_facts(gpu=gpu_fact(80, driver=None)), {"cuda_version": "10.2"}))["driver_cuda"]
+    old_cuda = {"cuda_version": "10.2", **STRICT}
+    failure = failed(evaluate(good_facts(gpu=gpu_fact(80, driver=None)), old_cuda))["driver_cuda"]
     assert failure["variable"] == "preflight_cuda_version"
 
 
 def test_explicit_driver_version_wins_over_the_gpu_fact():
     facts = good_facts(gpu=gpu_fact(80, driver="535.54.03"), driver_version="515.65.01")
-    assert "515.65.01" in failed(evaluate(facts))["driver_cuda"]["message"]
+    assert "515.65.01" in failed(evaluate(facts, STRICT))["driver_cuda"]["message"]
 
 
 @pytest.mark.parametrize(

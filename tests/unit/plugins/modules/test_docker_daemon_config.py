@@ -9,41 +9,45 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 
 
-def ansible(tmp_path, args, *flags):
-    """`ansible localhost -m autoglm.fleet.docker_daemon_config -a <json>`; returns the host's result."""
-    env = dict(os.environ)
-    # hermetic: no ansible.cfg from the caller (make exports the checkout's: callbacks, inventory)
-    env.pop("ANSIBLE_CONFIG", None)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / ".ansible-local"),
-        ANSIBLE_REMOTE_TEMP=str(tmp_path / ".ansible-remote"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    argv = [
-        ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
-        "-e", "ansible_python_interpreter=%s" % sys.executable,
-        "-m", "autoglm.fleet.docker_daemon_config", "-a", json.dumps(args), *flags,
-    ]
-    # cwd outside the checkout: the project's ansible.cfg must not shape this run
-    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=120)
-    try:
-        output = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible printed no JSON (rc %d):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+@pytest.fixture
+def ansible(tmp_path, collections_dir):
+    """``ansible(args, *flags)``: `ansible localhost -m autoglm.fleet.docker_daemon_config -a <json>`; the
+    host's result."""
+
+    def run(args, *flags):
+        env = dict(os.environ)
+        # hermetic: no ansible.cfg from the caller (make exports the checkout's: callbacks, inventory)
+        env.pop("ANSIBLE_CONFIG", None)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(collections_dir),
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+            ANSIBLE_LOCALHOST_WARNING="0",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+            ANSIBLE_LOCAL_TEMP=str(tmp_path / ".ansible-local"),
+            ANSIBLE_REMOTE_TEMP=str(tmp_path / ".ansible-remote"),
+            ANSIBLE_NOCOLOR="1",
+        )
+        argv = [
+            ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable,
+            "-m", "autoglm.fleet.docker_daemon_config", "-a", json.dumps(args), *flags,
+        ]
+        # cwd outside the checkout: the project's ansible.cfg must not shape this run
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=120)
+        try:
+            output = json.loads(proc.stdout)
+        except ValueError:
+            pytest.fail("ansible printed no JSON (rc %d):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+        return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+    return run
 
 
-def test_check_real_repeat_keeps_foreign_keys(tmp_path):
+def test_check_real_repeat_keeps_foreign_keys(tmp_path, ansible):
     etc = tmp_path / "docker"
     etc.mkdir()
     path = etc / "daemon.json"
@@ -75,7 +79,7 @@ def test_check_real_repeat_keeps_foreign_keys(tmp_path):
         "features": {"buildkit": True},
     }
 
-    check = ansible(tmp_path, args, "--check", "--diff")
+    check = ansible(args, "--check", "--diff")
     assert check.get("failed") is not True, check.get("msg")
     assert check["changed"] is True
     assert check["config"] == expected
@@ -84,7 +88,7 @@ def test_check_real_repeat_keeps_foreign_keys(tmp_path):
     assert path.read_text() == original
     assert sorted(os.listdir(etc)) == ["daemon.json"]
 
-    real = ansible(tmp_path, args)
+    real = ansible(args)
     assert real.get("failed") is not True, real.get("msg")
     assert real["changed"] is True
     on_disk = json.loads(path.read_text())
@@ -100,7 +104,7 @@ def test_check_real_repeat_keeps_foreign_keys(tmp_path):
         assert handle.read() == original
     written = path.read_bytes()
 
-    repeat = ansible(tmp_path, args)
+    repeat = ansible(args)
     assert repeat.get("failed") is not True, repeat.get("msg")
     assert repeat["changed"] is False
     assert repeat["changed_keys"] == []
@@ -109,10 +113,10 @@ def test_check_real_repeat_keeps_foreign_keys(tmp_path):
     assert sorted(os.listdir(etc)) == sorted(["daemon.json", os.path.basename(real["backup_file"])])
 
 
-def test_remove_nested_key_through_ansible(tmp_path):
+def test_remove_nested_key_through_ansible(tmp_path, ansible):
     path = tmp_path / "daemon.json"
     path.write_text(json.dumps({"runtimes": {"nvidia": {"path": "/n"}, "crun": {"path": "/c"}}, "dns": ["1.1.1.1"]}))
-    result = ansible(tmp_path, {"path": str(path), "remove": ["runtimes/nvidia"], "backup": False})
+    result = ansible({"path": str(path), "remove": ["runtimes/nvidia"], "backup": False})
     assert result["changed"] is True
     assert json.loads(path.read_text()) == {"runtimes": {"crun": {"path": "/c"}}, "dns": ["1.1.1.1"]}
 
@@ -143,10 +147,15 @@ def rejecting_dockerd(tmp_path):
          ["failed validation (structural)", "'max-concurrent-downloads' must be a positive integer"]),
         ('{"dns": ["10.0.0.2"]}', {"settings": {"debug": True}, "dockerd_path": "/nonexistent/dockerd"},
          ["dockerd_path /nonexistent/dockerd is not an executable file"]),
+        ('{"dns": ["10.0.0.2"]}', {"settings": {"hosts": ["tcp://0.0.0.0:2375"]}},
+         ["'hosts'", "controls the host as root", "allow_insecure_tcp_hosts: true"]),
+        ('{"registry-mirrors": ["http://m:5000"]}', {"settings": {"debug": True}},
+         ["plain HTTP from 'registry-mirrors'", "already in", "allow_insecure_registry_mirrors: true"]),
     ],
-    ids=["malformed", "insecure", "dockerd-rejects", "structural-rejects", "bad-dockerd-path"],
+    ids=["malformed", "insecure", "dockerd-rejects", "structural-rejects", "bad-dockerd-path", "tcp-hosts",
+         "http-mirror"],
 )
-def test_failures_leave_the_file_alone(tmp_path, rejecting_dockerd, content, extra, fragments):
+def test_failures_leave_the_file_alone(tmp_path, rejecting_dockerd, content, extra, fragments, ansible):
     etc = tmp_path / "etc"
     etc.mkdir()
     path = etc / "daemon.json"
@@ -154,7 +163,7 @@ def test_failures_leave_the_file_alone(tmp_path, rejecting_dockerd, content, ext
     args = {"path": str(path), **extra}
     if args.get("dockerd_path") == "DOCKERD":
         args["dockerd_path"] = str(rejecting_dockerd)
-    result = ansible(tmp_path, args)
+    result = ansible(args)
     assert result["failed"] is True
     for fragment in fragments:
         assert fragment in result["msg"]

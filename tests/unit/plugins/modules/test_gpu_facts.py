@@ -166,6 +166,7 @@ PLAYBOOK = """
 """
 
 
+@pytest.mark.integration
 def test_playbook_end_to_end(tmp_path, ansible_playbook):
     (tmp_path / "pynvml.py").write_text(FAKE_PYNVML)
     playbook = tmp_path / "play.yml"

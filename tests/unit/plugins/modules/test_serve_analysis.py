@@ -111,6 +111,7 @@ def test_unknown_flavour_is_refused(tmp_path):
     assert res["failed"] is True and "metrics_flavour" in res["msg"] and "autoglm, vllm" in res["msg"]
 
 
+@pytest.mark.integration
 def test_in_a_playbook_check_mode(tmp_path, ansible_playbook):
     """FQCN resolution, check mode and a verdict a later task can act on, through ansible-playbook."""
     sequence = [text("autoglm-00-baseline"), text("autoglm-01-healthy"), text("autoglm-02-5xx-spike")]

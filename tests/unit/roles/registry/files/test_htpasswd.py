@@ -31,8 +31,8 @@ def entries(text):
 def test_each_user_gets_a_bcrypt_hash_of_its_password_in_order():
     users = [{"name": "fleet", "password": "lab-fleet-password"}, {"name": "ci", "password": 12345}]
     lines = entries(htpasswd(users))
-    assert [name for name, _ in lines] == ["fleet", "ci"]
-    for (_, hashed), user in zip(lines, users, strict=True):
+    assert [line[0] for line in lines] == ["fleet", "ci"]
+    for (_name, hashed), user in zip(lines, users, strict=True):
         assert hashed.startswith("$2b$")
         assert crypt.crypt(str(user["password"]), hashed) == hashed
         assert crypt.crypt("wrong", hashed) != hashed
