@@ -211,7 +211,7 @@ def test_5_bad_input_is_refused_before_anything_changes(lab, digests):
     }
     seen = {}
     for name, (playbook, *args) in cases.items():
-        rc, _, report = lab.playbook(name, playbook, *args)
+        rc, _seconds, report = lab.playbook(name, playbook, *args)
         assert rc == 2, name
         seen[name] = failed_messages(report)
         assert snapshot(lab) == before, name

@@ -63,7 +63,7 @@ class Probe:
     def find_model(self, deadline):
         while self.going(deadline):
             try:
-                status, _, payload = self.request("GET", "/v1/models")
+                status, _headers, payload = self.request("GET", "/v1/models")
                 if status == 200:
                     return json.loads(payload)["data"][0]["id"]
             except (OSError, ValueError, KeyError, IndexError, http.client.HTTPException):

@@ -64,11 +64,12 @@ class Load:
     def _request(self, host, kind):
         address, port = self.targets[host]
         if kind == "completion":
-            path, body = "/v1/completions", {"model": self.model, "prompt": "Hello", "max_tokens": self.max_tokens,
-                                              "temperature": 0}
+            path = "/v1/completions"
+            body = {"model": self.model, "prompt": "Hello", "max_tokens": self.max_tokens, "temperature": 0}
         else:
-            path, body = "/v1/chat/completions", {"model": self.model, "stream": True, "max_tokens": self.max_tokens,
-                                                   "messages": [{"role": "user", "content": "Hello"}]}
+            path = "/v1/chat/completions"
+            body = {"model": self.model, "stream": True, "max_tokens": self.max_tokens,
+                    "messages": [{"role": "user", "content": "Hello"}]}
         start = time.monotonic()
         status, colour, error = None, "", None
         conn = http.client.HTTPConnection(address, port, timeout=self.timeout)

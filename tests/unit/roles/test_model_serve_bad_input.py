@@ -146,9 +146,9 @@ def test_a_host_with_one_recorded_version_has_nothing_to_roll_back_to(tmp_path, 
     state["history"] = state["history"][:1]
     (root / "state" / "model_serve.json").write_text(json.dumps(state))
     playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [
-        {"name": "Choose", "ansible.builtin.include_role": {"name": "autoglm.fleet.model_serve",
-                                                             "tasks_from": "rollback_target"}}]}]))
+    choose = {"name": "Choose",
+              "ansible.builtin.include_role": {"name": "autoglm.fleet.model_serve", "tasks_from": "rollback_target"}}
+    playbook.write_text(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [choose]}]))
     proc = ansible_playbook(playbook, "-i", "gpu-host-under-test,", "-e", "ansible_connection=local",
                             "-e", "runtime_root=%s" % root)
     assert proc.returncode == 2, proc.stdout[-3000:]
