@@ -3,9 +3,10 @@ the lab is up and serving the published version (lab/scripts/e2e.sh); the storie
 from where the one before left the fleet.
 
 Real parts only: real ansible-playbook runs of site.yml and playbooks/rollback.yml against the lab hosts, a real
-client (tooling/load.py) sending streamed and non-streamed requests through every host's nginx front during every
-case and counting failures, test images built FROM the published image on the build host and pushed to the lab
-registry (tooling/images.py; the faults live only in those images), and the hosts' own records and Docker engines.
+client (tests/e2e_tooling/load.py) sending streamed and non-streamed requests through every host's nginx front
+during every case and counting failures, test images built FROM the published image on the build host and pushed
+to the lab registry (tests/e2e_tooling/images.py; the faults live only in those images), and the hosts' own records
+and Docker engines.
 
 1. a good new version: 0 failed requests; the new digest serves; the old colour is gone; a second run changes nothing
 2. a version answering 500 to half its requests: rolled back automatically on the canary; the other host never
@@ -29,10 +30,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tooling import images
-from tooling.lab import LOGS, Lab, changed, failed_messages, tasks_run_on
-from tooling.load import Load
+# The tooling lives outside tests/e2e: that directory is also the e2e lab's inventory, and Ansible reads every file in
+# an inventory directory (a Python file whose first line is a one-line docstring became a host there).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from e2e_tooling import images
+from e2e_tooling.lab import LOGS, Lab, changed, failed_messages, tasks_run_on
+from e2e_tooling.load import Load
 
 ROLLOUT_PLAY = "Roll out the model"
 ROLLBACK_PLAY = "Roll back to the recorded version"

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".cache" / "e2e"
 DEFAULT_ROOT = "/opt/autoglm"
 CONTAINER = "autoglm-model-server"

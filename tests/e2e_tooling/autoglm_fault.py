@@ -1,6 +1,6 @@
 """Test-only faults for the rollout end to end (tests/e2e/test_rollouts.py): NEVER part of the product image.
 
-tests/e2e/tooling/images.py builds test images FROM the published model server image, adds this file to its
+tests/e2e_tooling/images.py builds test images FROM the published model server image, adds this file to its
 PYTHONPATH (/opt/autoglm/app) and makes it the entry point. It wraps ``autoglm_server.app.create_app`` and then
 runs the server exactly as ``python -m autoglm_server`` does, with one of these faults, set in the test image's
 environment:

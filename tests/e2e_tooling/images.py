@@ -1,7 +1,7 @@
 """Test images for the rollout end to end, derived from the published model server image on the lab's build host.
 
 Each is ``FROM <published reference>`` plus a label naming the variant (so it has its own digest) and, for the faulty
-ones, tests/e2e/tooling/autoglm_fault.py on the image's PYTHONPATH as the entry point with the fault in the image's
+ones, tests/e2e_tooling/autoglm_fault.py on the image's PYTHONPATH as the entry point with the fault in the image's
 environment. The product image has no fault switch: the faults exist only in these test images. They are built with
 the build host's Docker engine and pushed to the lab registry with the credentials that host is logged in with (the
 registry's fleet user, which pushes the published image too); the digest the registry gives is what a rollout pins.
