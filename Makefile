@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export MAKE_TARGET := $(firstword $(MAKECMDGOALS))
 
-.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build integration constraints image-cuda image-vllm
+.PHONY: help setup lab lab-down test lint sanity unit argspecs molecule e2e build integration release constraints image-cuda image-vllm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,10 +21,10 @@ lab: setup  ## bring up the local lab fleet and run site.yml on it
 lab-down:  ## remove the lab hosts, their volumes and network
 	@ansible-playbook lab/playbooks/lab_down.yml
 
-test: setup  ## every test tier (what .ci/run runs)
-	@scripts/test.sh lint sanity unit argspecs build integration molecule e2e
+test:  ## set-up, then every test tier (what .ci/run runs); the summary gives each one's minutes
+	@scripts/test.sh setup lint sanity unit argspecs build integration molecule e2e
 
-lint:  ## ansible-lint (production), yamllint, ruff
+lint:  ## ansible-lint (production), yamllint, ruff, antsibull-changelog lint
 	@scripts/test.sh lint
 sanity:  ## ansible-test sanity on the collection
 	@scripts/test.sh sanity
@@ -32,7 +32,7 @@ unit:  ## pytest tests/unit and the model server's tests (no playbook runs, no i
 	@scripts/test.sh unit
 argspecs:  ## every role's meta/argument_specs.yml names the variables of its defaults/main.yml
 	@scripts/test.sh argspecs
-build:  ## ansible-galaxy collection build, install the tarball, list its plugins, check its file list
+build:  ## collection tarball (install, plugins, file list), the EE build context, the release on a scratch copy
 	@scripts/test.sh build
 integration:  ## real ansible-playbook/ansible-inventory runs and the model server image (pytest -m integration, -m image)
 	@scripts/test.sh integration
@@ -40,6 +40,9 @@ molecule:  ## every molecule scenario (check, converge, idempotence, verify)
 	@scripts/test.sh molecule
 e2e:  ## the lab end to end: lab.yml twice, the second run must change nothing
 	@scripts/test.sh e2e
+
+release: setup  ## CHANGELOG.rst from the fragments, dist/ tarball + sha256, installed and its plugins listed
+	@scripts/release.sh
 
 image-cuda:  ## build the CUDA model server image (downloads several GB from PyPI; not part of `make test`)
 	@VARIANT=cuda containers/model-server/build.sh

@@ -71,13 +71,15 @@ def engine():
     docker("image", "inspect", BASE, "--format", "{{.Id}}")
     repository = "localhost:5999/autoglm-test/cuda-check-%d" % os.getpid()
     yield repository
-    for tag in ("mismatch", "match"):
+    for tag in ("mismatch", "match", "recorded"):
         docker("image", "rm", "--force", "%s:%s" % (repository, tag), check_rc=False)
 
 
-def _publish(ansible_playbook, tmp_path, repository, tag, build_args):
+def _publish(ansible_playbook, tmp_path, repository, tag, build_args, record=None):
     root = tmp_path / "runtime"
-    (root / "state").mkdir(parents=True)
+    (root / "state").mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        (root / "state" / "model_image.json").write_text(json.dumps(record))
     playbook = tmp_path / "publish.yml"
     playbook.write_text(
         "- name: Publish\n  hosts: localhost\n  connection: local\n  gather_facts: false\n"
@@ -129,3 +131,19 @@ def test_a_matching_label_reaches_the_push(ansible_playbook, tmp_path, engine):
     assert PUSH_TASK in out, out
     assert result.returncode != 0 and not record.exists()
     assert docker("ps", "-a", "--filter", "name=autoglm-cuda-check-match", "-q").stdout.strip() == ""
+
+
+def test_the_image_the_last_publish_recorded_is_not_run_again(ansible_playbook, tmp_path, engine):
+    """The check runs torch in the image (seconds of CPU): an unchanged re-run skips it for the image whose ID and
+    label the last publish's record names (written only after the check passed), and only for that image."""
+    args = {"CUDA_VERSION": "12.8", "TORCH_CUDA": "13.0"}  # a mismatch, so a skipped check shows
+    other = {"image_id": "sha256:" + "0" * 64, "cuda_version": "12.8", "digest": "sha256:" + "1" * 64}
+    result = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=other)[0]
+    assert result.returncode != 0
+    assert "was built but is not pushed: the image is labelled ai.autoglm.cuda.version=12.8" in result.stdout
+    image_id = docker("image", "inspect", "%s:recorded" % engine, "--format", "{{.Id}}").stdout.strip()
+    mine = dict(other, image_id=image_id)
+    result = _publish(ansible_playbook, tmp_path, engine, "recorded", args, record=mine)[0]
+    out = result.stdout
+    assert "was checked against its torch when it was published" in out, out
+    assert PUSH_TASK in out, out  # let through to the push (which fails: nothing listens at localhost:5999)
