@@ -13,7 +13,7 @@ and Docker engines.
    changes (no task of the rollout play runs there, weights included); failed requests bounded by the traffic the
    new colour had in its analysis
 3. a slow version (P95 above 1 s): the rollout halts with the old version serving
-4. playbooks/rollback.yml: back to the previous digest with 0 failed requests
+4. playbooks/rollback.yml, through `autoglm-fleet rollback`: back to the previous digest with 0 failed requests
 5. bad input (thresholds out of range, a digest the registry lacks, a rollback to an unrecorded digest): refused
    before anything changes
 The counts and timings are printed and written to .cache/e2e/rollouts-summary.json (docs/benchmarks.md).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -194,10 +195,13 @@ def test_3_a_slow_version_halts_with_the_old_version_serving(lab, digests):
 
 
 def test_4_rollback_returns_to_the_previous_digest_with_no_failed_request(lab, digests):
+    # Through the operators' CLI (autoglm-fleet rollback runs playbooks/rollback.yml), as the runbook says.
     with load_for(lab) as load:
-        rc, seconds, report = lab.playbook("4-rollback", "playbooks/rollback.yml")
+        rc, seconds, out = lab.fleet("4-rollback", "rollback")
     counts = report_counts("4_rollback", load, seconds)
-    assert rc == 0, failed_messages(report)
+    assert rc == 0, out[-3000:]
+    summary = r"^rollback succeeded: %d host\(s\); artifacts: " % len(lab.gpu_hosts)
+    assert re.search(summary, out, re.MULTILINE), out[-3000:]
     for host in lab.gpu_hosts:
         assert counts[host]["failed"] == 0, (host, counts[host], [vars(r) for r in load.failures(host)][:5])
         colour, container = lab.live(host)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,6 +96,17 @@ class Lab:
             raise AssertionError("%s: no JSON report (rc %s): %s"
                                  % (name, proc.returncode, proc.stderr[-3000:])) from exc
         return proc.returncode, seconds, report
+
+    def fleet(self, name, command, *args, timeout=3600):
+        """The operators' CLI (autoglm-fleet, from cli/) on this lab: (rc, seconds, output); output in .cache/e2e."""
+        LOGS.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "autoglm_fleet", command, "-i", self.inventory, *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=self.env(PYTHONPATH=str(ROOT / "cli")))
+        seconds = time.monotonic() - start
+        (LOGS / ("rollouts-%s.out" % name)).write_text(proc.stdout + proc.stderr)
+        return proc.returncode, seconds, proc.stdout + proc.stderr
 
 
 def failed_messages(report):
