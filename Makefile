@@ -15,8 +15,8 @@ help:  ## list the targets
 setup:  ## install what the lab and the tests need (packages, Docker engine, .venv, images, wheelhouse)
 	@scripts/setup.sh
 
-lab: setup  ## bring up the local lab fleet and run site.yml on it
-	@ansible-playbook lab/playbooks/lab.yml
+lab: setup  ## bring up the local lab fleet and run site.yml on it (Mitogen's strategy; AUTOGLM_LAB_STRATEGY=linear for Ansible's)
+	@. scripts/lib.sh && lab_strategy && ansible-playbook lab/playbooks/lab.yml
 
 lab-down:  ## remove the lab hosts, their volumes and network
 	@ansible-playbook lab/playbooks/lab_down.yml

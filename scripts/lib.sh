@@ -33,6 +33,18 @@ ensure_docker() {
       "start it yourself (systemctl start docker, or dockerd &), then re-run make $MAKE_TARGET."
 }
 
+# The lab's playbook runs (make lab, lab/scripts/e2e.sh and the tests it runs) use Mitogen's linear strategy: it keeps
+# one Python per host, so a task no longer pays for a module's start and imports (an unchanged lab.yml run: 118 s
+# against 202-235 s with Ansible's linear strategy, docs/benchmarks.md). The molecule tier runs Ansible's default,
+# so every role is also tested the way a fleet runs it without Mitogen. AUTOGLM_LAB_STRATEGY=linear turns it off.
+lab_strategy() {
+  if [ "${AUTOGLM_LAB_STRATEGY:-mitogen}" = linear ]; then info "strategy: linear (AUTOGLM_LAB_STRATEGY)"; return 0; fi
+  local dir
+  dir=$(.venv/bin/python -c 'import os, ansible_mitogen; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null) \
+    || die "Mitogen is not in .venv (requirements.txt)." "Run make setup, or set AUTOGLM_LAB_STRATEGY=linear."
+  export ANSIBLE_STRATEGY_PLUGINS=$dir/plugins/strategy ANSIBLE_STRATEGY=mitogen_linear
+}
+
 # ansible-test and `autoglm.fleet.*` names need the checkout under ansible_collections/autoglm/fleet.
 link_collection() {
   mkdir -p .cache/collections/ansible_collections/autoglm

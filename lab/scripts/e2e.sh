@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
+# Mitogen's strategy for every playbook run here and in the tests below (they inherit the environment).
+lab_strategy
 inventory=${E2E_INVENTORY:-tests/e2e}
 logs=.cache/e2e && mkdir -p "$logs"
 

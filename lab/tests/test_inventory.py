@@ -50,7 +50,7 @@ def test_groups_addresses_and_the_build_host(inventory):
     hv = data["_meta"]["hostvars"]
     assert plain(hv["t-registry-1"]["lab_address"]) == "10.9.8.10"
     assert plain(hv["t-gpu-3"]["lab_address"]) == "10.9.8.22"
-    assert plain(hv["t-gpu-1"]["ansible_connection"]) == "community.docker.docker"
+    assert plain(hv["t-gpu-1"]["ansible_connection"]) == "docker"
     assert plain(hv["t-gpu-1"]["lab_mirror_address"]) == "10.9.8.250"
     assert plain(hv["t-gpu-1"]["lab_mirror_name"]) == "t-mirror"
     assert hosts(data, "monitoring") == ["t-monitoring-1"]

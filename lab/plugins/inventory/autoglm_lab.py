@@ -11,9 +11,10 @@ description:
     registry hosts and a number of GPU-group hosts (no GPU, CPU mode), the first of which form the C(canary) group.
     The first registry host is also the C(model_build) host, which builds and publishes the model server image.
   - Sets C(lab_mirror_name) and C(lab_mirror_address) for the lab's model mirror (an nginx container at .250).
-  - Every host is reached with the C(community.docker.docker) connection (the C(docker) command line, which costs
-    the controller about a third of the CPU per task of the C(community.docker.docker_api) connection), by its
-    container name, and gets a fixed address on the lab's private Docker network.
+  - Every host is reached with the C(docker) connection (C(community.docker.docker), the C(docker) command line,
+    which costs the controller about a third of the CPU per task of C(community.docker.docker_api)), by its container
+    name, and gets a fixed address on the lab's private Docker network. The short name is the one Mitogen's strategy
+    recognises (it then keeps one Python running in each host).
   - The source file must end in C(autoglm_lab.yml) or C(autoglm_lab.yaml).
 author: autoglm.fleet maintainers (@autoglm)
 options:
@@ -130,7 +131,7 @@ class InventoryModule(BaseInventoryPlugin):
         for index, (group, name, offset) in enumerate(hosts):
             target = "canary" if group == "gpu_hosts" and index - registry < canary else group
             self.inventory.add_host(name, group=target)
-            self.inventory.set_variable(name, "ansible_connection", "community.docker.docker")
+            self.inventory.set_variable(name, "ansible_connection", "docker")
             self.inventory.set_variable(name, "ansible_host", name)
             self.inventory.set_variable(name, "lab_address", str(net.network_address + offset))
             if index == 0:
