@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
+lab_strategy  # as lab/scripts/e2e.sh does (Mitogen's strategy unless AUTOGLM_LAB_STRATEGY=linear)
 export PATH=$PWD/.venv/bin:$PATH ANSIBLE_CONFIG=$PWD/ansible.cfg
 step "e2e: blue-green rollouts under client traffic (pytest tests/e2e/test_rollouts.py)"
 start=$(date +%s)
