@@ -15,14 +15,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_cli import artifacts, fleet  # noqa: E402
-from test_lab_serving import CONTAINER, GPU_HOSTS, INV, INVENTORY, host_var, on_host, runtime_root, state  # noqa: E402
+from test_lab_serving import GPU_HOSTS, INV, INVENTORY, host_var, live_container, on_host, runtime_root, state  # noqa: E402
 
 REGISTRY = INV["registry"]["hosts"][0]
 MONITORING = (INV.get("monitoring") or {}).get("hosts", [])
 
 
 def started_at(host):
-    return on_host(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", CONTAINER).strip()
+    """When the container the host's front serves from (its live colour) started."""
+    return on_host(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", live_container(host)).strip()
 
 
 def events_of(art, host):
