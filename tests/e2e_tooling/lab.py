@@ -82,10 +82,12 @@ class Lab:
         """Run a playbook with the JSON callback; return (rc, seconds, parsed JSON). The JSON goes to .cache/e2e."""
         LOGS.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
+        # The JSON callback on stdout; of ansible.cfg's callbacks only the audit trail (profile_tasks would print into
+        # the JSON; an empty list is an error in ansible-core: "A non-empty plugin name is required").
         proc = subprocess.run(
             [str(ROOT / ".venv/bin/ansible-playbook"), "-i", self.inventory, playbook, *args],
             cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-            env=self.env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="",
+            env=self.env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="autoglm.fleet.audit",
                          ANSIBLE_LOAD_CALLBACK_PLUGINS="1"))
         seconds = time.monotonic() - start
         (LOGS / ("rollouts-%s.json" % name)).write_text(proc.stdout)
