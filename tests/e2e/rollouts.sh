@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
-lab_strategy  # as lab/scripts/e2e.sh does (Mitogen's strategy unless AUTOGLM_LAB_STRATEGY=linear)
+# Ansible's own linear strategy, also when lab/scripts/e2e.sh exported Mitogen's: under Mitogen the role's analysis,
+# an async job of a module in the runtime venv, never reported and hit its time limit (305 s) while the front
+# waited at its first step (2026-12-05). The lab's other runs keep Mitogen.
+unset ANSIBLE_STRATEGY ANSIBLE_STRATEGY_PLUGINS
 export PATH=$PWD/.venv/bin:$PATH ANSIBLE_CONFIG=$PWD/ansible.cfg
 step "e2e: blue-green rollouts under client traffic (pytest tests/e2e/test_rollouts.py)"
 start=$(date +%s)

@@ -21,13 +21,22 @@ class Lab:
         out = subprocess.run([str(ROOT / ".venv/bin/ansible-inventory"), "-i", self.inventory, "--list"],
                              cwd=ROOT, check=True, capture_output=True, text=True, env=self.env())
         self.inv = json.loads(out.stdout)
-        # Rollout order: the canary hosts first, then the others (site.yml's rollout play, order: inventory).
-        canary = self.inv.get("canary", {}).get("hosts", [])
-        gpu = self.inv["gpu_hosts"]["hosts"]
+        # Rollout order: the canary hosts first, then the others (site.yml's rollout play, order: inventory). A group's
+        # "hosts" in ansible-inventory --list are its direct members only: canary is a child group of gpu_hosts.
+        canary = self.members("canary")
+        gpu = self.members("gpu_hosts")
         self.canary = [h for h in canary if h in gpu]
         self.gpu_hosts = self.canary + sorted(h for h in gpu if h not in self.canary)
         self.build_host = self.inv["model_build"]["hosts"][0]
         self.api_key = (ROOT / ".cache" / "lab-secrets" / "api-key").read_text().strip()
+
+    def members(self, group):
+        """Every host of a group, its child groups' included."""
+        entry = self.inv.get(group, {})
+        hosts = list(entry.get("hosts", []))
+        for child in entry.get("children", []):
+            hosts += [h for h in self.members(child) if h not in hosts]
+        return hosts
 
     @staticmethod
     def env(**extra):
