@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The rollout stories of the e2e lab (tests/e2e/test_rollouts.py, issue 15), on a lab that serves the published
 # version: a good version, a bad one (500s), a slow one, rollback.yml, bad input, each under continuous client traffic.
-# lab/scripts/e2e.sh calls it after lab.yml, before its pytest checks (the runbooks' test rotates the registry's
-# passwords away from the inventory's); it can run alone on an e2e lab that is up (hold the heavy lock):
+# lab/scripts/e2e.sh calls it after its own checks; it can run alone on an e2e lab that is up (hold the heavy lock):
 #   flock /tmp/autoglm-heavy.lock tests/e2e/rollouts.sh
 # Counts and timings: printed, and in .cache/e2e/rollouts-summary.json; playbook reports in .cache/e2e/rollouts-*.json.
 set -euo pipefail
