@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from support.bad_input import recorded_case, write_messages
+
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 DIGEST_C = "sha256:" + "c" * 64
@@ -54,22 +56,10 @@ def _playbook(results, weights, gone):
         include = {"name": "autoglm.fleet.model_serve"}
         if entry != "main":
             include["tasks_from"] = entry
-        tasks.append({
-            "name": "Case %s" % name,
-            "block": [
-                {"name": "Run model_serve %s" % entry, "ansible.builtin.include_role": include,
-                 "vars": dict(GOOD, model_serve_weights_path=str(weights), **role_vars)},
-                {"name": "Not reached",
-                 "ansible.builtin.set_fact": {"_messages": "{{ _messages | combine({'%s': 'PASSED'}) }}" % name}},
-            ],
-            "rescue": [
-                {"name": "Record the failure",
-                 "ansible.builtin.set_fact": {
-                     "_messages": "{{ _messages | combine({'%s': ansible_failed_result.msg}) }}" % name}},
-            ],
-        })
-    tasks.append({"name": "Write the messages", "ansible.builtin.copy": {
-        "dest": str(results), "content": "{{ _messages | to_json }}", "mode": "0644"}, "check_mode": False})
+        tasks.append(recorded_case(name, [
+            {"name": "Run model_serve %s" % entry, "ansible.builtin.include_role": include,
+             "vars": dict(GOOD, model_serve_weights_path=str(weights), **role_vars)}]))
+    tasks.append(write_messages(results))
     return [{"name": "Bad input", "hosts": "all", "gather_facts": False, "vars": {"_messages": {}}, "tasks": tasks}]
 
 
