@@ -20,6 +20,10 @@ if not os.path.lexists(LINK):
     os.symlink(os.path.join("..", "..", "..", ".."), LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+# tests/support (helpers the test files share) is importable as `support`.
+TESTS_DIR = os.path.join(ROOT, "tests")
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 # The lab end to end: from bare hosts, lab.yml twice; the first run must not fail, the second must
 # change nothing; site.yml --tags registry alone must pass and change nothing; then tests/e2e (pytest)
 # checks the serving fleet with the official openai client, the pinned digest, the read-only weights and
-# their signature, and the runtime root. Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless
+# their signature, and the runtime root; tests/e2e/rollouts.sh then rolls versions out and back under client
+# traffic (good, 500s, slow, rollback.yml, bad input). Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless
 # E2E_INVENTORY says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,7 +49,11 @@ check_recap "$logs/tags-registry.log" strict
 info "site.yml --tags registry passed and changed nothing"
 
 step "e2e: the serving fleet (pytest tests/e2e)"
-E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e || die "the serving fleet failed its checks (above)"
+E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e --ignore=tests/e2e/test_rollouts.py \
+  || die "the serving fleet failed its checks (above)"
+
+# Blue-green rollouts under client traffic (issue 15): their own step, after the checks of the fleet as deployed.
+E2E_INVENTORY="$inventory" tests/e2e/rollouts.sh
 
 step "e2e: remove the e2e lab"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }

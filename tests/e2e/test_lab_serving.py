@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT / "containers" / "model-server" / "src"))
 from autoglm_server.devtools import phone_screenshot_png  # noqa: E402
 
 INVENTORY = os.environ.get("E2E_INVENTORY", "tests/e2e")
-CONTAINER = "autoglm-model-server"
 # The lab's API key: lab/playbooks/lab.yml makes it once on the controller (0600) and every model server requires it.
 API_KEY = (ROOT / ".cache" / "lab-secrets" / "api-key").read_text().strip()
 DEFAULT_ROOT = "/opt/autoglm"
@@ -64,6 +63,11 @@ def runtime_root(host):
 
 def state(host, name):
     return json.loads(on_host(host, "cat", "%s/state/%s.json" % (runtime_root(host), name)))
+
+
+def live_container(host):
+    """The colour container the host's front sends its traffic to (the state file's live colour)."""
+    return "autoglm-model-server-" + state(host, "model_serve")["live"]
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +160,7 @@ def test_the_running_container_uses_the_published_digest(host, published):
     # same digest from the read-only pull endpoint (:5000), one image store behind both (docs/registry.md).
     pulled = published["reference"].replace(":5001/", ":5000/", 1)
     assert pulled != published["reference"], published["reference"]
-    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", live_container(host)))[0]
     assert inspect["Config"]["Image"] == pulled
     assert inspect["State"]["Health"]["Status"] == "healthy"
     image = json.loads(on_host(host, "docker", "image", "inspect", inspect["Image"]))[0]
@@ -169,11 +173,11 @@ def test_the_running_container_uses_the_published_digest(host, published):
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
 def test_the_weights_are_mounted_read_only(host):
-    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", live_container(host)))[0]
     mounts = [m for m in inspect["Mounts"] if m["Destination"] == "/models"]
     assert len(mounts) == 1 and mounts[0]["RW"] is False, mounts
     probe = subprocess.run(
-        ["docker", "exec", host, "docker", "exec", CONTAINER, "touch", "/models/written-by-the-test"],
+        ["docker", "exec", host, "docker", "exec", live_container(host), "touch", "/models/written-by-the-test"],
         capture_output=True, text=True, check=False,
     )
     assert probe.returncode != 0
@@ -182,7 +186,7 @@ def test_the_weights_are_mounted_read_only(host):
 
 @pytest.mark.parametrize("host", GPU_HOSTS)
 def test_the_served_weights_match_the_signature(host, tmp_path):
-    inspect = json.loads(on_host(host, "docker", "container", "inspect", CONTAINER))[0]
+    inspect = json.loads(on_host(host, "docker", "container", "inspect", live_container(host)))[0]
     source = next(m["Source"] for m in inspect["Mounts"] if m["Destination"] == "/models")
     copy = tmp_path / "weights"
     subprocess.run(["docker", "cp", "%s:%s" % (host, source), str(copy)], check=True)

@@ -15,14 +15,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_cli import artifacts, fleet  # noqa: E402
-from test_lab_serving import CONTAINER, GPU_HOSTS, INV, INVENTORY, host_var, on_host, runtime_root, state  # noqa: E402
+from test_lab_serving import GPU_HOSTS, INV, INVENTORY, host_var, live_container, on_host, runtime_root, state  # noqa: E402
 
 REGISTRY = INV["registry"]["hosts"][0]
 MONITORING = (INV.get("monitoring") or {}).get("hosts", [])
 
 
 def started_at(host):
-    return on_host(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", CONTAINER).strip()
+    """When the container the host's front serves from (its live colour) started."""
+    return on_host(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", live_container(host)).strip()
 
 
 def events_of(art, host):
@@ -81,7 +82,7 @@ def registry_get(password, user="fleet"):
 
 def test_rotate_registry_credentials_and_certificate():
     """docs/runbooks/registry-rotate.md: new passwords (as the vault would give them) and a new server certificate;
-    every GPU host pulls what it serves with them."""
+    every GPU host pulls what it serves with them. Then back to the inventory's passwords."""
     cert = "/etc/autoglm-registry/certs/server.crt"
     cert_before = on_host(REGISTRY, "sha256sum", cert)
     assert registry_get("lab-fleet-password") == 200
@@ -105,6 +106,12 @@ def test_rotate_registry_credentials_and_certificate():
     # No secret reaches the terminal or the artifacts (the tasks that handle one are no_log).
     assert "rotated-fleet-pw" not in result.stdout
     assert "rotated-fleet-pw" not in (art / "stdout").read_text()
+    # Back to the inventory's passwords (as the vault holds them), so the lab's later runs (the rollout stories of
+    # tests/e2e/rollouts.sh) log in with what the inventory says.
+    back = fleet("play", "registry_rotate", "-i", INVENTORY)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert registry_get("lab-fleet-password") == 200
+    assert registry_get("rotated-fleet-pw") == 401
 
 
 def test_5xx_spike_runbook_queries_run_against_the_lab_prometheus():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+from support.bad_input import recorded_case, write_messages
+
 FAKE_FACTS_MODULE = textwrap.dedent(
     '''
     #!/usr/bin/python
@@ -47,23 +49,11 @@ def run_cases(tmp_path, ansible_playbook, cases, *args, tasks_from="preflight"):
     results = tmp_path / "messages.json"
     tasks = [{"name": "Pretend to be Debian 12", "fake_os_facts": {"facts": DEBIAN_12}}]
     for name, role_vars in cases:
-        tasks.append({
-            "name": "Case %s" % name,
-            "block": [
-                {"name": "Run the docker role (%s)" % tasks_from,
-                 "ansible.builtin.include_role": {"name": "autoglm.fleet.docker", "tasks_from": tasks_from},
-                 "vars": role_vars},
-                {"name": "Passed",
-                 "ansible.builtin.set_fact": {"_messages": "{{ _messages | combine({'%s': 'PASSED'}) }}" % name}},
-            ],
-            "rescue": [
-                {"name": "Record the failure",
-                 "ansible.builtin.set_fact": {
-                     "_messages": "{{ _messages | combine({'%s': ansible_failed_result.msg}) }}" % name}},
-            ],
-        })
-    tasks.append({"name": "Write the messages", "ansible.builtin.copy": {
-        "dest": str(results), "content": "{{ _messages | to_json }}", "mode": "0644"}, "check_mode": False})
+        tasks.append(recorded_case(name, [
+            {"name": "Run the docker role (%s)" % tasks_from,
+             "ansible.builtin.include_role": {"name": "autoglm.fleet.docker", "tasks_from": tasks_from},
+             "vars": role_vars}]))
+    tasks.append(write_messages(results))
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([{"name": "Docker bad input", "hosts": "all", "gather_facts": False,
                                      "vars": {"_messages": {}}, "tasks": tasks}]))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+from support.bad_input import recorded_case, write_messages
+
 FAKE_FACTS_MODULE = textwrap.dedent(
     '''
     #!/usr/bin/python
@@ -58,24 +60,12 @@ OS_FACTS = {
 def _playbook(results):
     tasks = []
     for name, os_name, role, role_vars in CASES:
-        tasks.append({
-            "name": "Case %s" % name,
-            "block": [
-                {"name": "Pretend to be %s" % os_name,
-                 "fake_os_facts": {"facts": dict(OS_FACTS[os_name], kernel="6.1.0-test", architecture="x86_64")}},
-                {"name": "Run %s" % role,
-                 "ansible.builtin.include_role": {"name": "autoglm.fleet.%s" % role}, "vars": role_vars},
-                {"name": "Not reached",
-                 "ansible.builtin.set_fact": {"_messages": "{{ _messages | combine({'%s': 'PASSED'}) }}" % name}},
-            ],
-            "rescue": [
-                {"name": "Record the failure",
-                 "ansible.builtin.set_fact": {
-                     "_messages": "{{ _messages | combine({'%s': ansible_failed_result.msg}) }}" % name}},
-            ],
-        })
-    tasks.append({"name": "Write the messages", "ansible.builtin.copy": {
-        "dest": str(results), "content": "{{ _messages | to_json }}", "mode": "0644"}, "check_mode": False})
+        tasks.append(recorded_case(name, [
+            {"name": "Pretend to be %s" % os_name,
+             "fake_os_facts": {"facts": dict(OS_FACTS[os_name], kernel="6.1.0-test", architecture="x86_64")}},
+            {"name": "Run %s" % role,
+             "ansible.builtin.include_role": {"name": "autoglm.fleet.%s" % role}, "vars": role_vars}]))
+    tasks.append(write_messages(results))
     return [{"name": "Bad input", "hosts": "all", "gather_facts": False, "vars": {"_messages": {}}, "tasks": tasks}]
 
 
