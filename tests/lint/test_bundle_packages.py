@@ -26,9 +26,8 @@ DECLARED = [
     ("docker", "docker/vars/Debian.yml", ["_docker_distro_packages"]),
     ("monitoring", "monitoring/vars/main.yml",
      ["_monitoring_packages", "_monitoring_blackbox_packages", "_monitoring_node_exporter_packages"]),
+    ("model_serve", "model_serve/vars/main.yml", ["_model_serve_front_package"]),
 ]
-if (ROLES / "model_serve/vars/main.yml").is_file() and "_model_serve_front_package" in _vars("model_serve/vars/main.yml"):
-    DECLARED.append(("model_serve", "model_serve/vars/main.yml", ["_model_serve_front_package"]))
 
 
 @pytest.mark.parametrize(("role", "path", "names"), DECLARED, ids=[d[0] for d in DECLARED])
@@ -54,4 +53,5 @@ def test_the_gpu_stack_is_carried_with_the_roles_pins():
         entry = next(p for p in gpu["nvidia_driver"] if p.split("=")[0] == pinned)
         assert entry.endswith("nvidia_driver_branch | default('535') }}.*"), entry
     cuda = _vars("cuda/vars/main.yml")["_cuda_releases"]
-    assert BUNDLE["_bundle_cuda_debian_versions"] == {v: r["debian_version"] for v, r in cuda.items() if "debian_version" in r}
+    debian = {v: r["debian_version"] for v, r in cuda.items() if "debian_version" in r}
+    assert BUNDLE["_bundle_cuda_debian_versions"] == debian

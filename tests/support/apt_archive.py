@@ -104,6 +104,13 @@ class Served:
         self.server.server_close()
 
 
+def stop_agents(world):
+    """Stop the gpg-agents the world's keys started (gpg leaves one running per home directory)."""
+    for home in ("gnupg", "other-gnupg"):
+        subprocess.run(["gpgconf", "--homedir", str(world["tmp"] / home), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
+
+
 def make_world(tmp_path, codename="test", packages=None):
     """The served archive, its keyring, and a second key that did not sign it (call ``close()`` on the result's
     ``server`` when done)."""

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests"))
 from ansible_collections.autoglm.fleet.plugins.module_utils import _bundle_manifest  # noqa: E402
 from ansible_collections.autoglm.fleet.plugins.module_utils._image_archive import read_archive  # noqa: E402
-from support.apt_archive import Served, make_world  # noqa: E402
+from support.apt_archive import Served, make_world, stop_agents  # noqa: E402
 
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
 MODEL_ID, REVISION = "test-org/tiny", "r1"
@@ -128,6 +128,7 @@ def world(tmp_path_factory):
     yield {"tmp": tmp, "extra": tmp / "extra.json", "out": tmp / "out", "ids": ids, "pub": tmp / "bundle.pub"}
     index.close()
     apt["server"].close()
+    stop_agents(apt)
     subprocess.run(["docker", "image", "rm", *IMAGES.values()], capture_output=True, check=False)
 
 

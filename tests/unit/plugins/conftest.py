@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit" / "fixtures_fetch"))
 from fault_server import FaultServer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from support.apt_archive import make_world  # noqa: E402
+from support.apt_archive import make_world, stop_agents  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +101,4 @@ def apt_world(tmp_path):
     world = make_world(tmp_path)
     yield world
     world["server"].close()
+    stop_agents(world)
