@@ -13,6 +13,14 @@ bundle_seal's signature, checked here with module_utils/_bundle_manifest.verify,
 3. files the build does not make (an older model revision, an image no longer carried) go before sealing, so
    the manifest (which never listed them) stays as it was and verifies
 4. bad input is refused with every failure named, before anything is written
+
+The site side, on a lab-host container on an internal Docker network (no route out) whose apt is also pointed at
+a trap proxy on that network that logs every connection:
+5. site.yml with a tampered bundle is refused on the controller, naming the file, before the host changes
+6. site.yml's bundle plays (--tags bundle: they run with any tags) leave apt on the host with the bundle's
+   repository and nothing else: the roles' packages install from it at the bundle's versions, a package the
+   bundle lacks is not found, and the trap logs nothing (it logs the host's own sources before); a second run
+   changes nothing
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+import shutil
+import time
 
 import pytest
 
@@ -198,3 +209,111 @@ def test_4_bad_input_is_refused_before_anything_is_written(world, ansible_playbo
         assert needle in text, text[-4000:]
     assert not (ROOT / "relative").exists()
     assert recap(proc)["changed"] == 0
+
+
+# ---- The site side ----------------------------------------------------------------------------------------------
+
+SITE, TRAP, NET = "autoglm-bundle-site", "autoglm-bundle-trap", "autoglm-bundle-internal"
+TRAP_LOG = "/tmp/trap.log"
+# A listener that logs each connection's first line and closes it: what any task that tried the network would reach.
+TRAP_PROGRAM = r"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 3128)); s.listen(16)
+while True:
+    c, a = s.accept(); c.settimeout(2)
+    try: line = c.recv(512).split(b"\r\n")[0].decode("latin-1")
+    except OSError: line = "(nothing)"
+    open("/tmp/trap.log", "a").write("%s %s\n" % (a[0], line)); c.close()
+"""
+
+
+def sh(container, script, check=True):
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True,
+                          check=check)
+
+
+@pytest.fixture(scope="module")
+def site(world):
+    """A lab host and the trap on an --internal network; the host's apt goes through the trap for any source."""
+    for name in (SITE, TRAP):
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    subprocess.run(["docker", "network", "rm", NET], capture_output=True, check=False)
+    run("docker", "network", "create", "--internal", NET)
+    try:
+        run("docker", "run", "-d", "--name", TRAP, "--network", NET, "autoglm/lab-host:latest",
+            "python3", "-c", TRAP_PROGRAM)
+        run("docker", "run", "-d", "--name", SITE, "--network", NET, "autoglm/lab-host:latest", "sleep", "infinity")
+        subprocess.run(["docker", "exec", "-i", SITE, "sh", "-c", "cat > /etc/apt/apt.conf.d/01trap-proxy"],
+                       input='Acquire::http::Proxy "http://%s:3128";\nAcquire::https::Proxy "http://%s:3128";\n'
+                       % (TRAP, TRAP), text=True, check=True)
+        for _ in range(50):
+            if sh(SITE, "python3 -c 'import socket; socket.create_connection((\"%s\", 3128), 1)'" % TRAP,
+                  check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        sh(TRAP, ": > %s" % TRAP_LOG)
+        inventory = world["tmp"] / "site-hosts"
+        inventory.write_text("[gpu_hosts]\n%s ansible_connection=community.docker.docker "
+                             "ansible_python_interpreter=/usr/bin/python3\n" % SITE)
+        yield {"inventory": inventory}
+    finally:
+        for name in (SITE, TRAP):
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "network", "rm", NET], capture_output=True, check=False)
+
+
+def site_run(ansible_playbook, world, site, bundle, *args):
+    return ansible_playbook(ROOT / "site.yml", "-i", str(site["inventory"]), "-e", "fleet_bundle=%s" % bundle,
+                            "-e", "fleet_bundle_public_key=%s" % world["pub"], *args, timeout=600)
+
+
+def host_recap(proc):
+    match = re.search(r"^%s\s+:\s+(.*)$" % SITE, proc.stdout, re.M)
+    assert match, "no PLAY RECAP for %s in:\n%s\n%s" % (SITE, proc.stdout[-3000:], proc.stderr[-3000:])
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def test_5_a_tampered_bundle_is_refused_naming_the_file_before_the_host_changes(world, site, ansible_playbook,
+                                                                                  tmp_path):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(world["out"], tampered)
+    deb = sorted((tampered / "apt" / "pool").rglob("nginx_*.deb"))[0]
+    with open(deb, "ab") as f:
+        f.write(b"\0")
+    proc = site_run(ansible_playbook, world, site, tampered, "--tags", "bundle")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text[-4000:]
+    assert "bundle %s refused" % tampered in text, text[-4000:]
+    assert deb.name in text, text[-4000:]
+    assert host_recap(proc)["changed"] == 0
+    assert sh(SITE, "test -e /etc/apt/apt.conf.d/00autoglm-bundle", check=False).returncode == 1
+    assert sh(SITE, "test -e /opt/autoglm/bundle", check=False).returncode == 1
+
+
+def test_6_apt_on_the_host_reads_the_bundle_and_nothing_else(world, site, ansible_playbook):
+    # the trap works: the host's own sources (deb.debian.org) go to it, and fail
+    sh(SITE, "apt-get update", check=False)
+    assert "deb.debian.org" in sh(TRAP, "cat %s" % TRAP_LOG).stdout
+    sh(TRAP, ": > %s" % TRAP_LOG)
+
+    proc = site_run(ansible_playbook, world, site, world["out"], "--tags", "bundle")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert host_recap(proc)["changed"] > 0
+    versions = json.loads((world["out"] / "manifest.json").read_text())["contents"]["apt"]["versions"]
+    # (the lab-host image carries Debian's engine already; these three it lacks)
+    sh(SITE, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx prometheus python3-venv")
+    installed = sh(SITE, "dpkg-query -W -f='${Package} ${Version}\\n' nginx prometheus python3-venv")
+    assert len(installed.stdout.strip().splitlines()) == 3, installed.stdout
+    for line in installed.stdout.strip().splitlines():
+        name, version = line.split()
+        assert versions[name] == version, (name, version, versions.get(name))
+    missing = sh(SITE, "apt-get install -y -q hello", check=False)
+    assert missing.returncode != 0 and "Unable to locate package hello" in missing.stderr, missing.stderr
+    policy = sh(SITE, "apt-cache policy").stdout
+    assert "file:/opt/autoglm/bundle/apt ./" in policy and "deb.debian.org" not in policy, policy
+    assert sh(TRAP, "cat %s" % TRAP_LOG).stdout == "", "a task tried the network"
+
+    again = site_run(ansible_playbook, world, site, world["out"], "--tags", "bundle")
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    assert host_recap(again)["changed"] == 0, again.stdout[-6000:]
+    assert sh(TRAP, "cat %s" % TRAP_LOG).stdout == ""
