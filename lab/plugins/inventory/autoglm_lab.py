@@ -58,6 +58,14 @@ options:
     default: 172.30.99.0/24
     env:
       - name: AUTOGLM_LAB_SUBNET
+  internal:
+    description:
+      - Make the lab network a Docker C(--internal) network - no route out, no outside DNS - as an air-gapped site
+        has. The controller still reaches the hosts (the docker connection, and the bridge on this machine).
+      - The hosts then need everything from an offline bundle (site.yml C(-e fleet_bundle=DIR), docs/bundle.md);
+        C(lab/scripts/offline.sh) counts the packets that tried to leave.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -120,6 +128,7 @@ class InventoryModule(BaseInventoryPlugin):
         self.inventory.add_child("lab", "monitoring")
         self.inventory.set_variable("lab", "lab_network_name", self.get_option("network_name"))
         self.inventory.set_variable("lab", "lab_network_subnet", str(net))
+        self.inventory.set_variable("lab", "lab_network_internal", bool(self.get_option("internal")))
         self.inventory.set_variable("lab", "lab_network_gateway", str(net.network_address + 1))
         self.inventory.set_variable("lab", "lab_mirror_name", "%s-mirror" % prefix)
         self.inventory.set_variable("lab", "lab_mirror_address", str(net.network_address + MIRROR_OFFSET))
