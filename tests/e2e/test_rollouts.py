@@ -125,18 +125,26 @@ def test_1_a_second_run_of_the_unchanged_rollout_changes_nothing(lab, digests):
     print("\nsecond run: %.0f s, changed %s" % (seconds, changed(report)))
 
 
-def test_2_a_version_answering_500_is_rolled_back_on_the_canary_and_goes_no_further(lab, digests):
+def refused_on_canary(lab, digests, variant, run, case):
+    """Roll out a test variant the canary's analysis must refuse, under client traffic: (canary, other hosts,
+    snapshot before, live colour before, load, counts, report, the canary's last failure message). The run fails
+    (rc 2) on the canary alone."""
     canary, others = lab.canary[0], [h for h in lab.gpu_hosts if h not in lab.canary]
     before = snapshot(lab)
     live_before = lab.live(canary)[0]
     with load_for(lab) as load:
-        rc, seconds, report = lab.playbook("2-bad500", "site.yml", "--tags", "model_weights,model_serve",
-                                           "-e", "model_serve_digest=" + digests["bad500"])
-    counts = report_counts("2_bad_version", load, seconds)
-    assert rc == 2, "the bad version was not refused"
+        rc, seconds, report = lab.playbook(run, "site.yml", "--tags", "model_weights,model_serve",
+                                           "-e", "model_serve_digest=" + digests[variant])
+    counts = report_counts(case, load, seconds)
+    assert rc == 2, "the %s version was not refused" % variant
     messages = failed_messages(report)
     assert set(messages) == {canary}, messages
-    msg = messages[canary][-1]
+    return canary, others, before, live_before, load, counts, report, messages[canary][-1]
+
+
+def test_2_a_version_answering_500_is_rolled_back_on_the_canary_and_goes_no_further(lab, digests):
+    canary, others, before, live_before, load, counts, report, msg = refused_on_canary(
+        lab, digests, "bad500", "2-bad500", "2_bad_version")
     assert "ROLLED BACK" in msg and "gate error_ratio" in msg and "rollback: 5xx ratio" in msg, msg
     print("\n%s: %s" % (canary, msg))
 
@@ -166,17 +174,8 @@ def test_2_a_version_answering_500_is_rolled_back_on_the_canary_and_goes_no_furt
 
 
 def test_3_a_slow_version_halts_with_the_old_version_serving(lab, digests):
-    canary, others = lab.canary[0], [h for h in lab.gpu_hosts if h not in lab.canary]
-    before = snapshot(lab)
-    live_before = lab.live(canary)[0]
-    with load_for(lab) as load:
-        rc, seconds, report = lab.playbook("3-slow", "site.yml", "--tags", "model_weights,model_serve",
-                                           "-e", "model_serve_digest=" + digests["slow"])
-    counts = report_counts("3_slow_version", load, seconds)
-    assert rc == 2
-    messages = failed_messages(report)
-    assert set(messages) == {canary}, messages
-    msg = messages[canary][-1]
+    canary, others, before, live_before, _load, counts, report, msg = refused_on_canary(
+        lab, digests, "slow", "3-slow", "3_slow_version")
     assert "HALTED" in msg and "gate latency" in msg and "halt: P95" in msg, msg
     print("\n%s: %s" % (canary, msg))
     colour, container = lab.live(canary)

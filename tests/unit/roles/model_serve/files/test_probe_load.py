@@ -81,19 +81,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def serve():
-    servers = []
-
-    def start(**kwargs):
-        server = Server(**kwargs)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def serve(running):
+    return lambda **kwargs: running(Server(**kwargs))
 
 
 def probe(*args, key=None, stop_file=None):

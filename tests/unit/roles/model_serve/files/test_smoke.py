@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -72,19 +71,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def serve():
-    servers = []
-
-    def start(mode="ok", key=None):
-        server = Server(mode, key)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def serve(running):
+    return lambda mode="ok", key=None: running(Server(mode, key))
 
 
 def smoke(*args, key=None):
