@@ -27,8 +27,31 @@ check_recap() {
   fi
 }
 
+# The packets that tried to leave the lab network: the counter of Docker's DROP rule for traffic from the lab's
+# bridge to anywhere outside its subnet (an --internal network). 0 while nothing tried the network.
+outbound_packets() {
+  local net bridge subnet
+  net=$(ansible-inventory -i "$inventory" --list | python3 -c 'import json, sys
+hostvars = json.load(sys.stdin)["_meta"]["hostvars"]
+print(next(v["lab_network_name"] for v in hostvars.values() if "lab_network_name" in v))')
+  bridge=br-$(docker network inspect -f '{{.Id}}' "$net" | cut -c1-12)
+  subnet=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net")
+  iptables -L DOCKER-ISOLATION-STAGE-1 -v -n -x \
+    | awk -v b="$bridge" -v s="!$subnet" '$3 == "DROP" && $6 == b && $9 == s {print $1; found=1} END {if (!found) print "none"}'
+}
+check_offline() {
+  local n
+  n=$(outbound_packets)
+  [ "$n" = 0 ] || die "packets tried to leave the internal lab network after $1: $n (the counter of Docker's DROP rule on its bridge; 'none': no such rule, the network is not internal)"
+  info "no packet tried to leave the lab network ($1): Docker's DROP counter on its bridge is 0"
+}
+
 step "e2e: remove any earlier e2e lab (bare hosts)"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
+
+# The e2e lab is an air-gapped site (tests/e2e: an internal network, fleet_bundle): its bundle first, on this machine.
+step "e2e: the lab's offline bundle (lab/scripts/bundle.sh)"
+lab/scripts/bundle.sh
 
 for run in 1 2; do
   step "e2e: lab.yml, run $run (log: $logs/run$run.log)"
@@ -39,6 +62,7 @@ for run in 1 2; do
   if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
 done
 info "second run changed nothing"
+check_offline "two converges from the bundle"
 
 # One phase alone, as an operator re-runs it: the roles must find the runtime (tests/e2e sets a runtime_root other
 # than the default) through the runtime role's facts, without the runtime play having run in this run.
@@ -54,6 +78,8 @@ E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e --ignore=tests/e
 
 # Blue-green rollouts under client traffic (issue 15): their own step, after the checks of the fleet as deployed.
 E2E_INVENTORY="$inventory" tests/e2e/rollouts.sh
+
+check_offline "the checks and the rollout stories"
 
 step "e2e: remove the e2e lab"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
