@@ -21,8 +21,10 @@ directories (a symbolic link anywhere is refused, whatever it points at), no fil
 (the roles hand whole directories on: a wheelhouse pip searches, a package pool), none missing, every size, then
 every SHA-256. The first file that fails is named, in path order.
 
-Update bundles: ``diff`` is the file table of an update (what ships, what the site's current bundle already
-holds) against a previous manifest. Making and verifying update bundles is not here yet.
+Update bundles (``_bundle_update`` makes and applies them): kind ``update``, with ``base`` (the id and the
+manifest SHA-256 of the bundle it was made against), and ``"in": "base"`` on the entries of the files the base
+already holds; ``diff`` here is that file table. ``verify`` checks an update bundle once it is applied (every file
+present), exactly as a full one.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ SIGNATURE = "manifest.sig"
 RECORD = "autoglm_bundle"
 # Files of the bundle directory itself that the manifest does not list (it cannot list itself).
 SELF = (MANIFEST, SIGNATURE)
+KINDS = ("full", "update")
 CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -182,8 +185,14 @@ def parse(data, what=MANIFEST):
         raise BundleError("%s is not valid JSON: %s" % (what, exc)) from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleError("%s is not a bundle manifest of format %s" % (what, FORMAT))
-    if doc.get("kind") != "full":
-        raise BundleError("%s is of kind %r; this version verifies full bundles only" % (what, doc.get("kind")))
+    if doc.get("kind") not in KINDS:
+        raise BundleError("%s is of kind %r; this version knows %s" % (what, doc.get("kind"), " and ".join(KINDS)))
+    if doc["kind"] == "update":
+        base = doc.get("base")
+        if (not isinstance(base, dict) or not isinstance(base.get("id"), str)
+                or not _HEX64.match(str(base.get("manifest_sha256")))):
+            raise BundleError("%s is an update bundle without a valid base (the id and manifest sha256 of the bundle "
+                              "it was made against)" % what)
     files = doc.get("files")
     if not isinstance(files, dict):
         raise BundleError("%s has no file table" % what)
@@ -194,6 +203,9 @@ def parse(data, what=MANIFEST):
         if (not isinstance(entry, dict) or isinstance(entry.get("size"), bool) or not isinstance(entry.get("size"), int)
                 or entry["size"] < 0 or not _HEX64.match(str(entry.get("sha256")))):
             raise BundleError("%s: the entry for %s has no valid size and sha256" % (what, path))
+        if "in" in entry and (doc["kind"] != "update" or entry["in"] != "base"):
+            raise BundleError("%s: the entry for %s is marked in %r; only an update's files can be in its base"
+                              % (what, path, entry["in"]))
     if not isinstance(doc.get("contents"), dict):
         raise BundleError("%s has no contents" % what)
     return doc
@@ -289,6 +301,10 @@ def verify(root, public_key, workers=4):
                           "reseal the bundle where it was built" % (extra[0], len(extra)))
     missing = sorted(set(listed) - set(present))
     if missing:
+        if manifest["kind"] == "update" and all(listed[p].get("in") == "base" for p in missing):
+            raise BundleError("%s is missing: this is an update bundle, which carries only what changed since bundle "
+                              "%s; apply it onto that bundle first (fleet_bundle_base, docs/bundle.md)"
+                              % (missing[0], manifest["base"]["id"]))
         raise BundleError("%s is missing from the bundle (%d file(s) missing); copy the bundle again"
                           % (missing[0], len(missing)))
     for path in sorted(listed):
@@ -297,7 +313,7 @@ def verify(root, public_key, workers=4):
                               "the bundle again from its source" % (path, present[path], listed[path]["size"]))
     got = hash_files(root, listed, workers)
     for path in sorted(listed):
-        if got[path] != listed[path]:
+        if got[path]["sha256"] != listed[path]["sha256"]:
             raise BundleError("%s was tampered with or damaged: its sha256 is %s, the signed manifest says %s; copy "
                               "the bundle again from its source, and find out how it changed"
                               % (path, got[path]["sha256"], listed[path]["sha256"]))
@@ -388,7 +404,8 @@ def diff(full, base, base_sha, component=component_of):
     was added, changed or removed; a file on its own ships when it is new or changed. Everything else is marked
     ``"in": "base"`` (the site has it, with the same size and SHA-256).
     """
-    base_files = base["files"]
+    # an applied update is a base too: its entries' "in" marks are not part of what a file is
+    base_files = {p: {"size": e["size"], "sha256": e["sha256"]} for p, e in base["files"].items()}
     touched = set()
     for path, entry in full["files"].items():
         if base_files.get(path) != {"size": entry["size"], "sha256": entry["sha256"]} and component(path):

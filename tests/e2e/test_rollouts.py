@@ -16,6 +16,9 @@ and Docker engines.
 4. playbooks/rollback.yml, through `autoglm-fleet rollback`: back to the previous digest with 0 failed requests
 5. bad input (thresholds out of range, a digest the registry lacks, a rollback to an unrecorded digest): refused
    before anything changes
+6. an update bundle (a new model server image and the model's revision r2, built on the connected side against the
+   site's current bundle: lab/scripts/bundle.sh --update) applied to the running offline site through the normal
+   rollout: it carries only what changed; 0 failed requests; the new digest and r2 serve; a second run changes nothing
 The counts and timings are printed and written to .cache/e2e/rollouts-summary.json (docs/benchmarks.md).
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +39,7 @@ import pytest
 # an inventory directory (a Python file whose first line is a one-line docstring became a host there).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from e2e_tooling import images
-from e2e_tooling.lab import LOGS, Lab, changed, failed_messages, tasks_run_on
+from e2e_tooling.lab import LOGS, ROOT, Lab, changed, failed_messages, tasks_run_on
 from e2e_tooling.load import Load
 
 ROLLOUT_PLAY = "Roll out the model"
@@ -243,3 +247,51 @@ def test_5_bad_input_is_refused_before_anything_changes(lab, digests):
     print("\nbad input refused in %.0f s: %s"
           % (seconds, json.dumps({k: next(iter(v.values()))[0][:200] for k, v in seen.items()})))
     (LOGS / "rollouts-summary.json").write_text(json.dumps(SUMMARY, indent=2) + "\n")
+
+
+def test_6_an_update_bundle_rolls_out_to_the_offline_site_with_no_failed_request(lab, digests):
+    bundles = ROOT / ".cache" / "lab-bundle"
+    start = time.monotonic()
+    built = subprocess.run([str(ROOT / "lab/scripts/bundle.sh"), "--update"], cwd=ROOT,
+                           capture_output=True, text=True, check=False, env=lab.env())
+    build_seconds = time.monotonic() - start
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    update = json.loads((bundles / "update" / "manifest.json").read_text())
+    full = json.loads((bundles / "next" / "manifest.json").read_text())
+    shipped = sorted(p for p, e in update["files"].items() if e.get("in") != "base")
+    assert update["kind"] == "update" and update["base"]["id"] == json.loads(
+        (bundles / "bundle" / "manifest.json").read_text())["id"]
+    # Only the new image and the new model revision travel; packages, wheels and the registry's image do not.
+    assert "images/model-server.tar" in shipped and "images/registry.tar" not in shipped, shipped
+    assert {p.split("/")[0] for p in shipped} == {"images", "models"}, shipped
+    assert all(p.startswith("models/autoglm/tiny-lab/r2/") for p in shipped if p.startswith("models/")), shipped
+    sizes = {"update_bytes": update["shipped"]["bytes"], "full_bytes": full["totals"]["bytes"],
+             "update_files": update["shipped"]["files"], "full_files": full["totals"]["files"],
+             "build_seconds": round(build_seconds, 1)}
+    print("\nupdate bundle: %s" % json.dumps(sizes))
+
+    applied = bundles / "applied"
+    args = ("site.yml", "--tags", "publish,model_weights,model_serve", "-e", "fleet_bundle=%s" % (bundles / "update"),
+            "-e", "fleet_bundle_base=%s" % (bundles / "bundle"), "-e", "fleet_bundle_apply_dir=%s" % applied)
+    before = {host: lab.live(host)[0] for host in lab.gpu_hosts}
+    with load_for(lab) as load:
+        rc, seconds, report = lab.playbook("6-update", *args)
+    counts = report_counts("6_update_bundle", load, seconds, **sizes)
+    assert rc == 0, failed_messages(report)
+    published = lab.state(lab.build_host, "model_image")
+    assert published["digest"] not in (digests["v1"], digests["good"]), published
+    for host in lab.gpu_hosts:
+        assert counts[host]["failed"] == 0, (host, counts[host], [vars(r) for r in load.failures(host)][:5])
+        colour, container = lab.live(host)
+        assert colour != before[host]
+        assert container["Config"]["Labels"]["ai.autoglm.image.digest"] == published["digest"]
+        assert "/tiny-lab/r2" in json.dumps(lab.state(host)["current"]), lab.state(host)["current"]
+        assert list(lab.containers(host)) == ["autoglm-model-server-" + colour]
+    assert json.loads((applied / "manifest.json").read_text())["id"] == update["id"]
+
+    again_before = snapshot(lab)
+    rc, seconds, report = lab.playbook("6-again", *args)
+    assert rc == 0, failed_messages(report)
+    assert set(changed(report).values()) == {0}, changed(report)
+    assert snapshot(lab) == again_before
+    SUMMARY["6_second_run"] = {"seconds": round(seconds, 1), "changed": changed(report)}

@@ -29,13 +29,12 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
-
-import shutil
 import time
+from pathlib import Path
 
 import pytest
 

@@ -308,7 +308,11 @@ def test_parse_refuses_bad_entries(entry, match):
     (b"{", "not valid JSON"),
     (b"[]", "not a bundle manifest"),
     (json.dumps({"format": "other"}).encode(), "not a bundle manifest"),
-    (json.dumps({"format": bm.FORMAT, "kind": "update", "files": {}, "contents": {}}).encode(), "full bundles only"),
+    (json.dumps({"format": bm.FORMAT, "kind": "delta", "files": {}, "contents": {}}).encode(),
+     "of kind 'delta'; this version knows full and update"),
+    (json.dumps({"format": bm.FORMAT, "kind": "update", "files": {}, "contents": {}}).encode(), "without a valid base"),
+    (json.dumps({"format": bm.FORMAT, "kind": "full", "contents": {},
+                 "files": {"a": {"size": 1, "sha256": "0" * 64, "in": "base"}}}).encode(), "only an update's files"),
     (json.dumps({"format": bm.FORMAT, "kind": "full", "files": [], "contents": {}}).encode(), "no file table"),
     (json.dumps({"format": bm.FORMAT, "kind": "full", "files": {}}).encode(), "no contents"),
 ])

@@ -100,3 +100,49 @@ def test_verify_of_an_unsealed_directory_fails_clearly(setup, run_module):
     _root, _seal, verify_args = setup
     out = run_module("bundle_verify", verify_args)
     assert out["failed"] is True and "manifest.json is missing" in out["msg"]
+
+
+def test_update_then_apply_check_real_repeat(setup, run_module, tmp_path):
+    """bundle_update makes the update from the sealed bundle (the site's current) to the next full bundle, and
+    bundle_apply puts it onto the current one: check mode first, then real, then again with nothing to do."""
+    root, seal_args, verify_args = setup
+    run_module("bundle_seal", seal_args)
+    nxt = tmp_path / "next"
+    (nxt / "images").mkdir(parents=True)
+    (nxt / "wheelhouse").mkdir()
+    (nxt / "images" / "model-server.tar").write_bytes(os.urandom(40000))
+    (nxt / "wheelhouse" / "x-1.0-py3-none-any.whl").write_bytes((root / "wheelhouse" / "x-1.0-py3-none-any.whl")
+                                                               .read_bytes())
+    run_module("bundle_seal", dict(seal_args, path=str(nxt)))
+    update = tmp_path / "update"
+    make_args = {"full": str(nxt), "base": str(root), "dest": str(update), "private_key": seal_args["private_key"],
+                 "private_key_passphrase": PASSPHRASE}
+    check = run_module("bundle_update", make_args, check=True)
+    assert check["changed"] is True and not update.exists()
+    made = run_module("bundle_update", make_args)
+    assert made["changed"] is True, made
+    assert made["shipped"] == {"files": 1, "bytes": 40000} and made["full"] == {"files": 2, "bytes": 41000}
+    assert made["base"]["manifest_sha256"] == hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()
+    assert sorted(p.name for p in update.rglob("*") if p.is_file()) == ["manifest.json", "manifest.sig",
+                                                                        "model-server.tar"]
+    assert run_module("bundle_update", make_args)["changed"] is False
+
+    site = tmp_path / "site"
+    apply_args = {"update": str(update), "base": str(root), "dest": str(site),
+                  "public_key": verify_args["public_key"]}
+    planned = run_module("bundle_apply", apply_args, check=True)
+    assert planned["changed"] is True and not site.exists()
+    applied = run_module("bundle_apply", apply_args)
+    assert applied["changed"] is True, applied
+    assert applied["path"] == str(site) and applied["totals"] == {"files": 2, "bytes": 41000}
+    assert (site / "images" / "model-server.tar").read_bytes() == (nxt / "images" / "model-server.tar").read_bytes()
+    assert run_module("bundle_verify", dict(verify_args, path=str(site)))["kind"] == "update"
+    assert run_module("bundle_apply", apply_args)["changed"] is False
+    for out in (check, made, planned, applied):
+        assert PASSPHRASE not in json.dumps(out)
+
+    (update / "images" / "model-server.tar").write_bytes(os.urandom(40000))
+    refused = run_module("bundle_apply", dict(apply_args, dest=str(tmp_path / "site2")))
+    assert refused["failed"] is True
+    assert "images/model-server.tar was tampered with or damaged" in refused["msg"]
+    assert not (tmp_path / "site2").exists()
