@@ -31,7 +31,7 @@ check_recap() {
 # bridge to anywhere outside its subnet (an --internal network). 0 while nothing tried the network.
 outbound_packets() {
   local net bridge subnet
-  net=$(ansible-inventory -i "$inventory" --list | python3 -c 'import json, sys
+  net=$(ansible-inventory -i "$inventory" --list 2>/dev/null | python3 -c 'import json, sys
 hostvars = json.load(sys.stdin)["_meta"]["hostvars"]
 print(next(v["lab_network_name"] for v in hostvars.values() if "lab_network_name" in v))')
   bridge=br-$(docker network inspect -f '{{.Id}}' "$net" | cut -c1-12)

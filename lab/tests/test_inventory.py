@@ -58,6 +58,14 @@ def test_groups_addresses_and_the_build_host(inventory):
     assert "t-monitoring-1" not in hosts(data, "gpu_hosts") + hosts(data, "canary")
 
 
+def test_the_network_is_internal_only_when_asked(inventory):
+    for text, internal in (("", False), ("internal: true\n", True)):
+        run = inventory(text)
+        assert run.returncode == 0, run.stderr
+        hv = json.loads(run.stdout)["_meta"]["hostvars"]
+        assert {plain(v["lab_network_internal"]) for v in hv.values()} == {internal}
+
+
 def test_a_lab_without_monitoring(inventory):
     run = inventory("monitoring_hosts: 0\n")
     assert run.returncode == 0, run.stderr

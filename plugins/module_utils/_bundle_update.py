@@ -114,7 +114,7 @@ def make(full_root, base_root, dest, private_key, password=None, created="", wor
                     "base": base_ref, "contents": contents, "files": files, "totals": totals(files),
                     "shipped": totals({p: files[p] for p in ships})}
         try:
-            before, sha, _ = read_verified(dest, public)
+            before, sha = read_verified(dest, public)[:2]
         except BundleError:
             before = None
         if (before is not None and before.get("base") == base_ref and before["files"] == files
@@ -168,7 +168,7 @@ def apply(update_root, base_root, dest, public_key, workers=4, check_mode=False)
         raise BundleError("%s is a full bundle, not an update: use it as the bundle itself (fleet_bundle), without a "
                           "base" % update_root)
     try:
-        base, base_sha, _ = read_verified(base_root, public_key)
+        base, base_sha = read_verified(base_root, public_key)[:2]
     except BundleError as exc:
         raise BundleError("the base bundle at %s: %s" % (base_root, exc)) from exc
     if base_sha != upd["base"]["manifest_sha256"]:

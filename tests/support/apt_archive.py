@@ -84,7 +84,6 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-
 class Served:
     """A directory served on 127.0.0.1 (a thread) until ``close()``."""
 

@@ -245,7 +245,7 @@ def site(world):
         subprocess.run(["docker", "exec", "-i", SITE, "sh", "-c", "cat > /etc/apt/apt.conf.d/01trap-proxy"],
                        input='Acquire::http::Proxy "http://%s:3128";\nAcquire::https::Proxy "http://%s:3128";\n'
                        % (TRAP, TRAP), text=True, check=True)
-        for _ in range(50):
+        for _attempt in range(50):
             if sh(SITE, "python3 -c 'import socket; socket.create_connection((\"%s\", 3128), 1)'" % TRAP,
                   check=False).returncode == 0:
                 break
@@ -272,8 +272,8 @@ def host_recap(proc):
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-def test_5_a_tampered_bundle_is_refused_naming_the_file_before_the_host_changes(world, site, ansible_playbook,
-                                                                                  tmp_path):
+def test_5_a_tampered_bundle_is_refused_naming_the_file_before_the_host_changes(
+        world, site, ansible_playbook, tmp_path):
     tampered = tmp_path / "tampered"
     shutil.copytree(world["out"], tampered)
     deb = sorted((tampered / "apt" / "pool").rglob("nginx_*.deb"))[0]

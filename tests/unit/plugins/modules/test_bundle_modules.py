@@ -111,8 +111,8 @@ def test_update_then_apply_check_real_repeat(setup, run_module, tmp_path):
     (nxt / "images").mkdir(parents=True)
     (nxt / "wheelhouse").mkdir()
     (nxt / "images" / "model-server.tar").write_bytes(os.urandom(40000))
-    (nxt / "wheelhouse" / "x-1.0-py3-none-any.whl").write_bytes((root / "wheelhouse" / "x-1.0-py3-none-any.whl")
-                                                               .read_bytes())
+    wheel = "x-1.0-py3-none-any.whl"
+    (nxt / "wheelhouse" / wheel).write_bytes((root / "wheelhouse" / wheel).read_bytes())
     run_module("bundle_seal", dict(seal_args, path=str(nxt)))
     update = tmp_path / "update"
     make_args = {"full": str(nxt), "base": str(root), "dest": str(update), "private_key": seal_args["private_key"],
