@@ -9,7 +9,9 @@
 #   lab/scripts/bundle.sh [extra ansible-playbook arguments]
 # With --update: the next version for the site that runs that bundle - a new model server image (the CPU image with a
 # label: autoglm/model-server:0.1.1-cpu) and the model signed as revision r2 - as a full bundle in next/ and, against
-# bundle/ (the site's current bundle), the update bundle in update/ that carries only what changed.
+# bundle/ (the site's current bundle), the update bundle in update/ that carries only what changed. next/ starts as a
+# copy of bundle/, as an operator rebuilds the same bundle directory: its package repository (and the key it is signed
+# with) stays as it is when the closure did not change, so the update carries no packages.
 #   lab/scripts/bundle.sh --update
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,7 @@ model=$PWD/.cache/lab-model/mirror/tiny revision=r1 dir=$out/bundle
 if [ "$mode" = update ]; then
   [ -f "$out/bundle/manifest.json" ] || die "no lab bundle to update from in $out/bundle; run lab/scripts/bundle.sh first"
   image=autoglm/model-server:0.1.1-cpu revision=r2 dir=$out/next model=$out/model-r2/tiny
+  rm -rf "$dir" && cp -a "$out/bundle" "$dir"
   printf 'FROM autoglm/model-server:0.1.0-cpu\nLABEL ai.autoglm.lab.version=0.1.1\n' \
     | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null
   if [ ! -f "$model/model.sig" ]; then
