@@ -272,7 +272,8 @@ def test_6_an_update_bundle_rolls_out_to_the_offline_site_with_no_failed_request
     print("\nupdate bundle: %s" % json.dumps(sizes))
 
     applied = bundles / "applied"
-    args = ("site.yml", "--tags", "publish,model_weights,model_serve", "-e", "fleet_bundle=%s" % (bundles / "update"),
+    args = ("site.yml", "--tags", "registry,publish,model_weights,model_serve",
+            "-e", "fleet_bundle=%s" % (bundles / "update"),
             "-e", "fleet_bundle_base=%s" % (bundles / "bundle"), "-e", "fleet_bundle_apply_dir=%s" % applied)
     before = {host: lab.live(host)[0] for host in lab.gpu_hosts}
     with load_for(lab) as load:
