@@ -63,6 +63,14 @@ class BundleError(Exception):
     """The bundle is refused or cannot be made; the message names the file and says what to do."""
 
 
+def failure(what, exc):
+    """A bundle module's failure message: ``what`` (``bundle X refused``), then the BundleError's message, or for an
+    OSError the file it could not read or write."""
+    if isinstance(exc, BundleError):
+        return "%s: %s" % (what, exc)
+    return "%s: cannot read or write %s: %s" % (what, exc.filename or "a file", exc.strerror or exc)
+
+
 def require_model_signing():
     if IMPORT_ERROR is not None:
         raise BundleError("the model_signing library could not be imported (%s); bundles are signed in the "

@@ -123,7 +123,7 @@ shipped:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError
+from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, failure
 from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_update import apply
 
 
@@ -141,11 +141,8 @@ def main():
     p = module.params
     try:
         out = apply(p["update"], p["base"], p["dest"], p["public_key"], p["workers"], module.check_mode)
-    except BundleError as exc:
-        module.fail_json(msg="update %s refused: %s" % (p["update"], exc))
-    except OSError as exc:
-        module.fail_json(msg="update %s not applied: cannot read or write %s: %s"
-                             % (p["update"], exc.filename or "a file", exc.strerror or exc))
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=failure("update %s refused" % p["update"], exc))
     manifest = out["manifest"]
     module.exit_json(changed=out["changed"], path=os.path.abspath(p["dest"]), id=manifest["id"],
                      base=manifest["base"], created=manifest["created"], manifest_sha256=out["manifest_sha256"],

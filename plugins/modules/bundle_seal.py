@@ -115,6 +115,7 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest imp
     BundleError,
     changes,
     dump,
+    failure,
     seal,
     summary,
 )
@@ -136,11 +137,8 @@ def main():
     password = p["private_key_passphrase"].encode("utf-8") if p["private_key_passphrase"] else None
     try:
         out = seal(p["path"], p["contents"], p["private_key"], password, created, p["workers"], module.check_mode)
-    except BundleError as exc:
-        module.fail_json(msg="bundle %s not sealed: %s" % (p["path"], exc))
-    except OSError as exc:
-        module.fail_json(msg="bundle %s not sealed: cannot read or write %s: %s"
-                             % (p["path"], exc.filename or "a file", exc.strerror or exc))
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=failure("bundle %s not sealed" % p["path"], exc))
     result = {"changed": out["changed"], "manifest": summary(out["manifest"]),
               "manifest_sha256": out["manifest_sha256"], "key_id": out["key_id"],
               "files": changes(out["before"], out["manifest"])}

@@ -113,7 +113,7 @@ key_id:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, summary
+from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, failure, summary
 from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_update import make
 
 
@@ -135,11 +135,8 @@ def main():
     try:
         out = make(p["full"], p["base"], p["dest"], p["private_key"], password, created, p["workers"],
                    module.check_mode)
-    except BundleError as exc:
-        module.fail_json(msg="update %s not made: %s" % (p["dest"], exc))
-    except OSError as exc:
-        module.fail_json(msg="update %s not made: cannot read or write %s: %s"
-                             % (p["dest"], exc.filename or "a file", exc.strerror or exc))
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=failure("update %s not made" % p["dest"], exc))
     module.exit_json(changed=out["changed"], manifest=summary(out["manifest"]), base=out["manifest"]["base"],
                      shipped=out["shipped"], full=out["full"], manifest_sha256=out["manifest_sha256"],
                      key_id=out["key_id"])

@@ -108,7 +108,7 @@ totals:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, verify
+from ansible_collections.autoglm.fleet.plugins.module_utils._bundle_manifest import BundleError, failure, verify
 
 
 def main():
@@ -123,11 +123,8 @@ def main():
     p = module.params
     try:
         verified = verify(p["path"], p["public_key"], p["workers"])
-    except BundleError as exc:
-        module.fail_json(msg="bundle %s refused: %s" % (p["path"], exc))
-    except OSError as exc:
-        module.fail_json(msg="bundle %s refused: cannot read %s: %s"
-                             % (p["path"], exc.filename or "a file", exc.strerror or exc))
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=failure("bundle %s refused" % p["path"], exc))
     manifest = verified["manifest"]
     module.exit_json(changed=False, path=os.path.abspath(p["path"]), id=manifest["id"], kind=manifest["kind"],
                      created=manifest["created"], manifest_sha256=verified["manifest_sha256"],
