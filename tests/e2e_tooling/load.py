@@ -10,6 +10,10 @@ One connection per request: when nginx reloads, its old workers close their idle
 client that writes a new request on such a connection at that instant gets a reset (HTTP/1.1's keep-alive race,
 which the openai client retries). This client does not retry anything, so it does not reuse connections either:
 every failure it counts is a failure of the fleet.
+
+Paced: a worker starts a request at most every PACE seconds (0.25: about 16 requests a second on two hosts, so every
+front reload and colour swap still happens under traffic). Unpaced, the four workers sent about 50 requests a second
+and the model servers answering them took most of the test machine's two cores from the rollouts being measured.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ class Result:
 class Load:
     """Use as a context manager: requests run from __enter__ to __exit__."""
 
-    def __init__(self, targets, key, model="tiny", max_tokens=4, timeout=120.0):
+    def __init__(self, targets, key, model="tiny", max_tokens=4, timeout=120.0, pace=0.25):
         self.targets = dict(targets)  # host -> (address, port)
         self.key, self.model, self.max_tokens, self.timeout = key, model, max_tokens, timeout
+        self.pace = pace  # seconds from one request's start to the next one's, per worker, at least
         self.results = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -94,6 +99,7 @@ class Load:
             result = self._request(host, kind)
             with self.lock:
                 self.results.append(result)
+            self.stopping.wait(max(0.0, self.pace - (result.end - result.start)))
 
     # ------------------------------------------------------------------ what came back
     def counts(self):
