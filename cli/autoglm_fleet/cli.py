@@ -104,6 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--tags", help="only these tags")
     p.add_argument("--skip-tags", help="skip these tags")
 
+    bundle = sub.add_parser("bundle", help="offline bundles for air-gapped sites: build, verify (docs/bundle.md)")
+    bsub = bundle.add_subparsers(dest="bundle_command", metavar="ACTION")
+    p = bsub.add_parser("build", help="build or refresh a signed bundle on this controller: playbooks/bundle.yml")
+    _common(p)
+    p.add_argument("--dir", metavar="DIR", help="where the bundle goes (-e bundle_dir=...)")
+    p.add_argument("--signing-key", metavar="KEY", help="the operator's private key (-e bundle_signing_key=...)")
+    p.add_argument(
+        "--update-base", metavar="DIR",
+        help="also write an update bundle against this one: the site's current bundle, or a directory with just its "
+        "manifest.json and manifest.sig (-e bundle_update_base=...); needs --update-dir",
+    )
+    p.add_argument("--update-dir", metavar="DIR", help="where the update bundle goes (-e bundle_update_dir=...)")
+    p = bsub.add_parser(
+        "verify", help="check a bundle's signature and every file, on this controller: playbooks/bundle_verify.yml"
+    )
+    _common(p, run_options=False)
+    p.add_argument("path", metavar="DIR", help="the bundle (the directory with manifest.json and manifest.sig)")
+    p.add_argument("--public-key", metavar="KEY", required=True, help="the operator's public key (PEM, .pub)")
+    p.add_argument(
+        "--base", metavar="DIR",
+        help="DIR is an update bundle: apply it onto this one (the site's current bundle, left as it is) into "
+        "--apply-dir, and verify the result whole",
+    )
+    p.add_argument("--apply-dir", metavar="DIR", help="with --base: where the applied bundle goes (must not exist)")
+
     audit = sub.add_parser("audit", help="the run audit trail (docs/audit.md)")
     asub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     p = asub.add_parser("verify", help="check the audit log's chain with its key (scripts/audit-verify)")
@@ -217,6 +242,51 @@ def cmd_play(args, project):
     return run_playbook("play %s" % name, options(args, project), path)
 
 
+def _absolute(value: str) -> str:
+    return str(pathlib.Path(value).expanduser().absolute())
+
+
+def cmd_bundle(args, project):
+    if args.bundle_command not in ("build", "verify"):
+        raise UsageError("bundle needs an action: build or verify")
+    if args.bundle_command == "build":
+        if bool(args.update_base) != bool(args.update_dir):
+            raise UsageError("bundle build: --update-base and --update-dir go together (the update is written to "
+                             "--update-dir, against --update-base)")
+        path = need(project, "playbooks/bundle.yml", "bundle build")
+        opts = options(args, project)
+        given = {"bundle_dir": args.dir, "bundle_signing_key": args.signing_key,
+                 "bundle_update_base": args.update_base, "bundle_update_dir": args.update_dir}
+        chosen = {name: _absolute(value) for name, value in given.items() if value}
+        if chosen:
+            opts.extra_vars = [*opts.extra_vars, json.dumps(chosen)]
+        return run_playbook("bundle build", opts, path)
+
+    path = need(project, "playbooks/bundle_verify.yml", "bundle verify")
+    bundle = pathlib.Path(args.path).expanduser().absolute()
+    if not (bundle / "manifest.json").is_file():
+        raise UsageError("bundle verify: %s is not a bundle (no manifest.json there)" % bundle)
+    if not pathlib.Path(args.public_key).expanduser().is_file():
+        raise UsageError("bundle verify: the public key %s is not a file" % args.public_key)
+    if bool(args.base) != bool(args.apply_dir):
+        raise UsageError("bundle verify: --base and --apply-dir go together (an update bundle is applied onto --base "
+                         "into --apply-dir, then verified whole)")
+    chosen = {"fleet_bundle": str(bundle), "fleet_bundle_public_key": _absolute(args.public_key)}
+    if args.base:
+        chosen.update(fleet_bundle_base=_absolute(args.base), fleet_bundle_apply_dir=_absolute(args.apply_dir))
+    opts = options(args, project)
+    opts.extra_vars = [*opts.extra_vars, json.dumps(chosen)]
+    announce("bundle verify", path, opts)
+    outcome = execute(opts, "bundle verify", playbook=path, emit=out)
+    # The verify entry point's report (id, files, size, what it carries), or the whole refusal (the summary cuts
+    # messages to a line; this one names the file that failed, after the bundle's path).
+    for data in outcome.tracker.results:
+        msg = (data.get("res") or {}).get("msg")
+        if msg and (data.get("_outcome") == "failed" or data.get("task") == "Report the verified bundle"):
+            out(" ".join(str(msg).split()))
+    return report("bundle verify", outcome)
+
+
 def cmd_audit(args, project):
     if args.audit_command != "verify":
         raise UsageError("audit needs an action: verify")
@@ -273,6 +343,7 @@ COMMANDS = {
     "rollback": cmd_rollback,
     "preflight": cmd_preflight,
     "play": cmd_play,
+    "bundle": cmd_bundle,
     "audit": cmd_audit,
 }
 
@@ -288,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if not args.command:
             parser.print_usage(sys.stderr)
-            err("autoglm-fleet: error: a command is required (up, status, rollout, rollback, preflight, play, audit)")
+            err("autoglm-fleet: error: a command is required "
+                "(up, status, rollout, rollback, preflight, play, bundle, audit)")
             return EXIT_USAGE
         return COMMANDS[args.command](args, project)
     except UsageError as exc:

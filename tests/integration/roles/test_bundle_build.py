@@ -210,6 +210,44 @@ def test_4_bad_input_is_refused_before_anything_is_written(world, ansible_playbo
     assert recap(proc)["changed"] == 0
 
 
+def fleet(*args):
+    """The operators' CLI (cli/autoglm_fleet) as an operator runs it, through ansible-runner."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "cli"), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    return subprocess.run([sys.executable, "-m", "autoglm_fleet", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def test_4b_autoglm_fleet_bundle_builds_and_verifies(world, tmp_path):
+    # build: the same playbook through the CLI, nothing changed since test 3 (its options become extra vars)
+    extra = json.loads(world["extra"].read_text())
+    built = fleet("bundle", "build", "-i", "localhost,", "-e", "@%s" % world["extra"], "--dir", extra["bundle_dir"],
+                  "--signing-key", extra["bundle_signing_key"])
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-2000:]
+    assert re.search(r"^localhost\s+ok\s+\d+\s+0\s+0\s", built.stdout, re.M), built.stdout[-4000:]
+    assert "bundle build succeeded: 1 host(s)" in built.stdout
+    # verify: the report line (id, files, what it carries), exit 0
+    manifest_id = json.loads((world["out"] / "manifest.json").read_text())["id"]
+    ok = fleet("bundle", "verify", str(world["out"]), "--public-key", str(world["pub"]), "-i", "localhost,")
+    assert ok.returncode == 0, ok.stdout[-4000:] + ok.stderr[-2000:]
+    assert "bundle %s verified: " % manifest_id in ok.stdout and "model-server, registry" in ok.stdout, ok.stdout
+    # a damaged copy: exit 1, the file named
+    damaged = tmp_path / "damaged"
+    shutil.copytree(world["out"], damaged)
+    wheel = sorted((damaged / "wheelhouse").glob("*.whl"))[0]
+    wheel.write_bytes(wheel.read_bytes()[:-1] + b"!")
+    bad = fleet("bundle", "verify", str(damaged), "--public-key", str(world["pub"]), "-i", "localhost,")
+    assert bad.returncode == 1, bad.stdout[-4000:] + bad.stderr[-2000:]
+    assert "%s was tampered with or damaged" % ("wheelhouse/" + wheel.name) in bad.stdout, bad.stdout[-4000:]
+    assert "bundle verify FAILED" in bad.stdout
+    # usage errors: exit 2 before anything runs
+    for args, needle in (((str(tmp_path), "--public-key", str(world["pub"])), "is not a bundle (no manifest.json"),
+                         ((str(world["out"]), "--public-key", str(tmp_path / "none.pub")), "is not a file"),
+                         ((str(world["out"]), "--public-key", str(world["pub"]), "--base", str(world["out"])),
+                          "--base and --apply-dir go together")):
+        usage = fleet("bundle", "verify", *args)
+        assert usage.returncode == 2 and needle in usage.stderr, (args, usage.stderr)
+
+
 # ---- The site side ----------------------------------------------------------------------------------------------
 
 SITE, TRAP, NET = "autoglm-bundle-site", "autoglm-bundle-trap", "autoglm-bundle-internal"

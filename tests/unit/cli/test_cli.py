@@ -77,3 +77,34 @@ def test_the_cli_package_has_the_collection_version():
     galaxy = (PROJECT / "galaxy.yml").read_text()
     version = next(line.split(":", 1)[1].strip() for line in galaxy.splitlines() if line.startswith("version:"))
     assert 'version = "%s"' % version in text
+
+
+def test_bundle_needs_an_action(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(project(tmp_path, "bundle.yml", "bundle_verify.yml"))
+    assert main(["bundle"]) == EXIT_USAGE
+    assert "bundle needs an action: build or verify" in capsys.readouterr().err
+
+
+def test_bundle_build_update_options_go_together(capsys, tmp_path):
+    p = project(tmp_path, "bundle.yml")
+    assert main(["bundle", "build", "--project", str(p), "-i", str(p / "hosts"), "--update-base", "/b"]) == EXIT_USAGE
+    assert "--update-base and --update-dir go together" in capsys.readouterr().err
+
+
+def test_bundle_verify_refuses_what_is_not_a_bundle_before_running(capsys, tmp_path):
+    p = project(tmp_path, "bundle_verify.yml")
+    key = tmp_path / "op.pub"
+    key.write_text("not read here\n")
+    assert main(["bundle", "verify", str(tmp_path), "--public-key", str(key), "--project", str(p)]) == EXIT_USAGE
+    assert "is not a bundle (no manifest.json there)" in capsys.readouterr().err
+    (tmp_path / "manifest.json").write_text("{}")
+    missing = str(tmp_path / "missing.pub")
+    assert main(["bundle", "verify", str(tmp_path), "--public-key", missing, "--project", str(p)]) == EXIT_USAGE
+    assert "the public key %s is not a file" % missing in capsys.readouterr().err
+
+
+def test_bundle_verify_needs_its_key(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["bundle", "verify", str(tmp_path)])
+    assert exc.value.code == EXIT_USAGE
+    assert "--public-key" in capsys.readouterr().err
