@@ -13,6 +13,8 @@ bundle_seal's signature, checked here with module_utils/_bundle_manifest.verify,
 3. files the build does not make (an older model revision, an image no longer carried) go before sealing, so
    the manifest (which never listed them) stays as it was and verifies
 4. bad input is refused with every failure named, before anything is written
+4b. the operators' CLI: `autoglm-fleet bundle build` (nothing changed), `bundle verify` (the report line, exit 0; a
+   damaged copy exits 1 naming the file; bad options exit 2)
 
 The site side, on a lab-host container on an internal Docker network (no route out) whose apt is also pointed at
 a trap proxy on that network that logs every connection:
