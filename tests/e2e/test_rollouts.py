@@ -293,4 +293,3 @@ def test_6_an_update_bundle_rolls_out_to_the_offline_site_with_no_failed_request
         assert lab.state(host)["current"]["weights_revision"] == "r2", lab.state(host)["current"]
         assert list(lab.containers(host)) == ["autoglm-model-server-" + colour]
     assert json.loads((applied / "manifest.json").read_text())["id"] == update["id"]
-
