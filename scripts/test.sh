@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run test tiers by name, time each, print a summary table, and exit non-zero if any tier failed.
-#   scripts/test.sh [setup] lint sanity unit argspecs build integration molecule e2e
+#   scripts/test.sh [setup] lint,sanity unit argspecs build integration molecule e2e   (a,b: side by side)
 # Every tier runs even when an earlier one failed, so one CI run reports every broken tier.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -97,14 +97,48 @@ tier_e2e() { lab/scripts/e2e.sh; }
 declare -a rows=()
 [ -z "${setup_row:-}" ] || rows+=("$setup_row")
 failed=0
+record() {  # tier, status code, seconds
+  local status=passed
+  [ "$2" = 0 ] || { status=FAILED; failed=1; }
+  rows+=("$(printf '%-10s %-7s %4dm%02ds' "$1" "$status" $(($3 / 60)) $(($3 % 60)))")
+}
+known() {
+  declare -F "tier_$1" >/dev/null \
+    || die "unknown tier '$1'." "Known: setup (first only) lint sanity unit argspecs build integration molecule e2e"
+}
+# Tiers joined by a comma (lint,sanity) run side by side, each in its own process with its own log, printed whole
+# when it ends: static checks that each keep one core busy and share nothing they write.
+side_by_side() {
+  local -a group pids=()
+  local -A name_of=() start_of=()
+  local g done_pid st logs=.cache/tier-logs
+  IFS=, read -ra group <<<"$1"
+  mkdir -p "$logs"
+  step "tiers side by side: ${group[*]} (each one's output follows when it ends; logs in $logs/)"
+  for g in "${group[@]}"; do
+    known "$g"
+    start_of[$g]=$(date +%s)
+    ( "tier_$g" ) > "$logs/$g.log" 2>&1 &
+    name_of[$!]=$g; pids+=("$!")
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do
+    wait -n -p done_pid "${pids[@]}"; st=$?
+    g=${name_of[$done_pid]}
+    step "tier: $g (side by side): $([ "$st" = 0 ] && echo passed || echo FAILED)"
+    cat "$logs/$g.log"
+    record "$g" "$st" $(( $(date +%s) - start_of[$g] ))
+    local -a left=()
+    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
+    pids=("${left[@]}")
+  done
+}
 for t in "$@"; do
-  declare -F "tier_$t" >/dev/null || die "unknown tier '$t'." "Known: setup (first only) lint sanity unit argspecs build integration molecule e2e"
+  if [[ $t == *,* ]]; then side_by_side "$t"; continue; fi
+  known "$t"
   step "tier: $t"
   start=$(date +%s)
   "tier_$t"; rc=$?
-  secs=$(( $(date +%s) - start ))
-  status=passed; [ "$rc" = 0 ] || { status=FAILED; failed=1; }
-  rows+=("$(printf '%-10s %-7s %4dm%02ds' "$t" "$status" $((secs / 60)) $((secs % 60)))")
+  record "$t" "$rc" $(( $(date +%s) - start ))
 done
 printf '\n==> tier summary\n'
 printf '    %s\n' "${rows[@]}"
