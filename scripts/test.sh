@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run test tiers by name, time each, print a summary table, and exit non-zero if any tier failed.
-#   scripts/test.sh [setup] lint,sanity unit argspecs build integration molecule e2e   (a,b: side by side)
+#   scripts/test.sh [setup] lint,sanity,unit argspecs build integration molecule e2e   (a,b: side by side)
 # Every tier runs even when an earlier one failed, so one CI run reports every broken tier.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -106,8 +106,9 @@ known() {
   declare -F "tier_$1" >/dev/null \
     || die "unknown tier '$1'." "Known: setup (first only) lint sanity unit argspecs build integration molecule e2e"
 }
-# Tiers joined by a comma (lint,sanity) run side by side, each in its own process with its own log, printed whole
-# when it ends: static checks that each keep one core busy and share nothing they write.
+# Tiers joined by a comma (lint,sanity,unit) run side by side, each in its own process with its own log, printed
+# whole when it ends: each keeps about one core busy and none writes what another reads (sanity works on a copy in
+# .cache/sanity). Measured on 2026-12-06: the three passed side by side with two molecule scenarios beside them.
 side_by_side() {
   local -a group pids=()
   local -A name_of=() start_of=()
