@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The lab end to end: from bare hosts, lab.yml twice; the first run must not fail, the second must
-# change nothing; site.yml --tags registry alone must pass and change nothing; then tests/e2e (pytest)
-# checks the serving fleet with the official openai client, the pinned digest, the read-only weights and
-# their signature, and the runtime root; tests/e2e/rollouts.sh then rolls versions out and back under client
-# traffic (good, 500s, slow, rollback.yml, bad input). Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless
-# E2E_INVENTORY says otherwise.
+# The lab end to end: from bare hosts, lab.yml on every host but one GPU host (must not fail), then the add-a-GPU-host
+# runbook brings that host in (tests/e2e/runbook_add_gpu_host.py), then lab.yml on every host (must change nothing);
+# site.yml --tags registry alone must pass and change nothing; then tests/e2e (pytest) checks the serving fleet with
+# the official openai client, the pinned digest, the read-only weights and their signature, and the runtime root;
+# tests/e2e/rollouts.sh then rolls versions out and back under client traffic (good, 500s, slow, rollback.yml, bad
+# input). Uses tests/e2e (its own lab, runtime_root /srv/autoglm) unless E2E_INVENTORY says otherwise;
+# E2E_KEEP_LAB=1 leaves the lab up at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -53,14 +54,30 @@ ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2
 step "e2e: the lab's offline bundle (lab/scripts/bundle.sh)"
 lab/scripts/bundle.sh
 
-for run in 1 2; do
-  step "e2e: lab.yml, run $run (log: $logs/run$run.log)"
+# Run 1 converges every host but the last GPU host; the add-a-GPU-host runbook (docs/runbooks/add-gpu-host.md) then
+# brings that bare host in through autoglm-fleet; run 2, over every host, must change nothing.
+new_host=$(ansible-inventory -i "$inventory" --list 2>/dev/null \
+  | python3 -c 'import json, sys; print(sorted(json.load(sys.stdin)["gpu_hosts"]["hosts"])[-1])')
+converge() {  # run number, then ansible-playbook's other arguments
+  local run=$1 start
+  shift
+  step "e2e: lab.yml, run $run$([ "$#" = 0 ] || echo " ($*)") (log: $logs/run$run.log)"
   start=$(date +%s)
-  ansible-playbook -i "$inventory" lab/playbooks/lab.yml > "$logs/run$run.log" 2>&1 \
+  ansible-playbook -i "$inventory" lab/playbooks/lab.yml "$@" > "$logs/run$run.log" 2>&1 \
     || { tail -n 60 "$logs/run$run.log"; die "lab.yml run $run failed"; }
   info "took $(( $(date +%s) - start ))s"
-  if [ "$run" = 1 ]; then check_recap "$logs/run1.log"; else check_recap "$logs/run2.log" strict; fi
-done
+}
+converge 1 --limit "all:localhost:!$new_host"
+check_recap "$logs/run1.log"
+
+step "e2e: add a GPU host, $new_host, as docs/runbooks/add-gpu-host.md says (preflight, up, status)"
+start=$(date +%s)
+E2E_INVENTORY="$inventory" pytest -p no:cacheprovider -q tests/e2e/runbook_add_gpu_host.py \
+  || die "the add-a-GPU-host runbook failed (above)"
+info "took $(( $(date +%s) - start ))s"
+
+converge 2
+check_recap "$logs/run2.log" strict
 info "second run changed nothing"
 check_offline "two converges from the bundle"
 
@@ -81,5 +98,6 @@ E2E_INVENTORY="$inventory" tests/e2e/rollouts.sh
 
 check_offline "the checks and the rollout stories"
 
+if [ "${E2E_KEEP_LAB:-}" = 1 ]; then info "the e2e lab stays up (E2E_KEEP_LAB=1): ansible-playbook -i $inventory lab/playbooks/lab_down.yml removes it"; exit 0; fi
 step "e2e: remove the e2e lab"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
