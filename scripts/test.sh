@@ -18,6 +18,37 @@ if [ "${1:-}" = setup ]; then
 fi
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
 
+# pool JOBS LOGDIR START DONE NAME...: run `START NAME` for each NAME, JOBS at a time, each in its own process with its
+# output in LOGDIR/NAME.log. When one ends, `DONE NAME STATUS SECONDS` runs and its log is printed whole. Returns 1
+# when any failed.
+pool() {
+  local jobs=$1 logs=$2 start_fn=$3 done_fn=$4 name done_pid st rc=0 p
+  shift 4
+  local -a pids=()
+  local -A name_of=() start_of=()
+  mkdir -p "$logs"
+  info "$* ($jobs at a time; logs in $logs/)"
+  pool_reap() {
+    wait -n -p done_pid "${pids[@]}"; st=$?
+    name=${name_of[$done_pid]}
+    "$done_fn" "$name" "$st" $(( $(date +%s) - start_of[$name] ))
+    cat "$logs/$name.log"
+    [ "$st" = 0 ] || rc=1
+    local -a left=()
+    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
+    pids=("${left[@]}")
+  }
+  for name in "$@"; do
+    while [ "${#pids[@]}" -ge "$jobs" ]; do pool_reap; done
+    info "[$(date +%H:%M:%S)] start $name"
+    start_of[$name]=$(date +%s)
+    ( "$start_fn" "$name" ) > "$logs/$name.log" 2>&1 &
+    name_of[$!]=$name; pids+=("$!")
+  done
+  while [ "${#pids[@]}" -gt 0 ]; do pool_reap; done
+  return "$rc"
+}
+
 tier_lint() {
   ansible-lint --offline && yamllint --strict . && ruff check . && antsibull-changelog lint
 }
@@ -56,38 +87,22 @@ tier_build() { scripts/build-collection.sh && scripts/ee-context.sh && scripts/r
 # the slowest start first so the pool stays full. The table at the end gives each one's time.
 molecule_order="registry model_serve gpu_stack runtime monitoring model_weights docker preflight"
 tier_molecule() {
-  local jobs=${MOLECULE_JOBS:-2} logs=.cache/molecule-logs s rc=0
-  local -a scenarios=() pids=()
-  local -A pid_of=() start_of=()
-  mkdir -p "$logs"
+  local s
+  local -a scenarios=() results=()
   for s in $molecule_order; do [ -f "molecule/$s/molecule.yml" ] && scenarios+=("$s"); done
   for s in molecule/*/molecule.yml; do
     s=$(basename "$(dirname "$s")")
     [[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
   done
-  info "scenarios: ${scenarios[*]} ($jobs at a time; logs in $logs/)"
-  local -a results=()
-  finish() {  # wait for one running scenario, print its log and record its result
-    local done_pid st name secs
-    wait -n -p done_pid "${pids[@]}"; st=$?
-    name=${pid_of[$done_pid]}
-    secs=$(( $(date +%s) - start_of[$name] ))
-    step "molecule test -s $name: $([ "$st" = 0 ] && echo passed || echo FAILED) after ${secs}s"
-    cat "$logs/$name.log"
-    results+=("$(printf '%-14s %-7s %4dm%02ds' "$name" "$([ "$st" = 0 ] && echo passed || echo FAILED)" $((secs / 60)) $((secs % 60)))")
-    [ "$st" = 0 ] || rc=1
-    local -a left=()
-    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
-    pids=("${left[@]}")
+  molecule_start() { molecule test -s "$1"; }
+  molecule_done() {  # scenario, status, seconds
+    local st=passed
+    [ "$2" = 0 ] || st=FAILED
+    step "molecule test -s $1: $st after ${3}s"
+    results+=("$(printf '%-14s %-7s %4dm%02ds' "$1" "$st" $(($3 / 60)) $(($3 % 60)))")
   }
-  for s in "${scenarios[@]}"; do
-    while [ "${#pids[@]}" -ge "$jobs" ]; do finish; done
-    info "[$(date +%H:%M:%S)] start molecule test -s $s"
-    start_of[$s]=$(date +%s)
-    molecule test -s "$s" > "$logs/$s.log" 2>&1 &
-    pid_of[$!]=$s; pids+=("$!")
-  done
-  while [ "${#pids[@]}" -gt 0 ]; do finish; done
+  pool "${MOLECULE_JOBS:-2}" .cache/molecule-logs molecule_start molecule_done "${scenarios[@]}"
+  local rc=$?
   printf '\n    molecule scenarios:\n'
   printf '      %s\n' "${results[@]}"
   return "$rc"
@@ -110,29 +125,15 @@ known() {
 # whole when it ends: each keeps about one core busy and none writes what another reads (sanity works on a copy in
 # .cache/sanity). Measured on 2026-12-06: the three passed side by side with two molecule scenarios beside them.
 side_by_side() {
-  local -a group pids=()
-  local -A name_of=() start_of=()
-  local g done_pid st logs=.cache/tier-logs
+  local -a group
+  local g
   IFS=, read -ra group <<<"$1"
-  mkdir -p "$logs"
-  step "tiers side by side: ${group[*]} (each one's output follows when it ends; logs in $logs/)"
-  for g in "${group[@]}"; do
-    known "$g"
-    start_of[$g]=$(date +%s)
-    ( "tier_$g" ) > "$logs/$g.log" 2>&1 &
-    name_of[$!]=$g; pids+=("$!")
-  done
-  while [ "${#pids[@]}" -gt 0 ]; do
-    wait -n -p done_pid "${pids[@]}"; st=$?
-    g=${name_of[$done_pid]}
-    step "tier: $g (side by side): $([ "$st" = 0 ] && echo passed || echo FAILED)"
-    cat "$logs/$g.log"
-    record "$g" "$st" $(( $(date +%s) - start_of[$g] ))
-    local -a left=()
-    for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
-    pids=("${left[@]}")
-  done
+  for g in "${group[@]}"; do known "$g"; done
+  tier_start() { "tier_$1"; }
+  tier_done() { step "tier: $1 (side by side): $([ "$2" = 0 ] && echo passed || echo FAILED)"; record "$@"; }
+  pool "${#group[@]}" .cache/tier-logs tier_start tier_done "${group[@]}"
 }
+
 for t in "$@"; do
   if [[ $t == *,* ]]; then side_by_side "$t"; continue; fi
   known "$t"
