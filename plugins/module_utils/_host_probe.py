@@ -15,6 +15,7 @@ never raise for what a host may lack: a missing or unreadable file reads as abse
 - Free disk at a path: statvfs of the path, or of its nearest existing parent when it does not exist yet.
 - Packages: whether the package manager knows a package (installed or in its lists), by asking apt-cache or dnf.
 - Executables: a name looked up on PATH (then the sbin directories), or an absolute path that is executable.
+- The OS: /etc/os-release (ID, NAME, VERSION_ID), with Debian's point release from /etc/debian_version.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FACT_KEYS = (
     "package_manager",
     "packages",
     "executables",
+    "os",
 )
 
 
@@ -118,6 +120,30 @@ def reboot_required_file(root="/"):
 
 def machine_id(root="/"):
     return read_line(root, "/etc/machine-id")
+
+
+def os_release(root="/"):
+    """The distribution: {"id", "name", "version"} from /etc/os-release (NAME without a " GNU/Linux" suffix, so
+    "Debian"), Debian's point release ("12.15") from /etc/debian_version when it is numeric. Values the file lacks
+    are None."""
+    fields = {}
+    try:
+        with open(_under(root, "/etc/os-release"), encoding="utf-8") as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep and key and not key.startswith("#"):
+                    fields[key] = value.strip().strip("\"'")
+    except (OSError, UnicodeDecodeError):
+        pass
+    version = fields.get("VERSION_ID") or None
+    if fields.get("ID") == "debian":
+        point = read_line(root, "/etc/debian_version")
+        if point and point.replace(".", "").isdigit():
+            version = point
+    name = fields.get("NAME") or ""
+    if name.endswith(" GNU/Linux"):
+        name = name[: -len(" GNU/Linux")]
+    return {"id": fields.get("ID") or None, "name": name.strip() or None, "version": version}
 
 
 def disk_free(root, path):
@@ -204,4 +230,5 @@ def probe(root="/", disk_path=None, packages=(), package_manager="auto", executa
         "package_manager": manager,
         "packages": known,
         "executables": {name: find_executable(root, name, path_env) for name in executables},
+        "os": os_release(root),
     }

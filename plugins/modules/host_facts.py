@@ -14,7 +14,7 @@ description:
     audio function of a card nor an NVSwitch counts), the loaded C(nvidia) kernel module's version, whether
     C(nouveau) is loaded, whether C(/dev/nvidia0) exists, the running kernel and whether its headers are installed
     (C(/lib/modules/<kernel>/build) or C(/usr/src/kernels/<kernel>)), whether C(/var/run/reboot-required) exists,
-    and the machine id.
+    the machine id, and the distribution (C(/etc/os-release)).
   - On request, also the free disk space at a path (measured at its nearest existing directory when the path does
     not exist yet), whether the package manager knows some packages, and where some executables are.
   - Sets them as the C(autoglm_host) fact (C(ansible_facts.autoglm_host)) and returns the same values at the top
@@ -112,7 +112,8 @@ ansible_facts:
       sample: {"kernel": "6.1.0-18-amd64", "kernel_headers_present": true, "pci_gpu_count": 0, "pci_gpus": [],
                "nvidia_module_version": null, "nouveau_loaded": false, "nvidia_device_present": false,
                "reboot_required_file": false, "machine_id": "4c4c4544003957108052b4c04f384833", "disk": null,
-               "package_manager": null, "packages": {}, "executables": {}}
+               "package_manager": null, "packages": {}, "executables": {},
+               "os": {"id": "debian", "name": "Debian", "version": "12.15"}}
 kernel:
   description: The running kernel's release (C(uname -r)); V(null) when C(/proc) does not say.
   returned: always
@@ -191,6 +192,15 @@ executables:
   returned: always
   type: dict
   sample: {"dockerd": "/usr/bin/dockerd", "/usr/bin/nvidia-container-runtime": null}
+os:
+  description:
+    - The distribution, from C(/etc/os-release) - C(id) its C(ID), C(name) its C(NAME) without a C( GNU/Linux)
+      suffix, C(version) its C(VERSION_ID) - with Debian's point release from C(/etc/debian_version) when that is
+      numeric.
+    - A value the host does not give is V(null).
+  returned: always
+  type: dict
+  sample: {"id": "debian", "name": "Debian", "version": "12.15"}
 """
 
 import os

@@ -21,6 +21,7 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._host_probe import (
     nouveau_loaded,
     nvidia_device_present,
     nvidia_module_version,
+    os_release,
     package_known,
     pci_gpus,
     probe,
@@ -265,7 +266,38 @@ def test_package_known_refuses_an_unknown_manager():
         package_known("zypper", "kernel-devel", run)
 
 
+DEBIAN_OS_RELEASE = '''PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+ID=debian
+'''
+
+
+@pytest.mark.parametrize(
+    ("os_release_text", "debian_version", "expected"),
+    [
+        (DEBIAN_OS_RELEASE, "12.15\n", {"id": "debian", "name": "Debian", "version": "12.15"}),
+        # testing/sid say a codename there: VERSION_ID (none on sid) is kept
+        (DEBIAN_OS_RELEASE, "trixie/sid\n", {"id": "debian", "name": "Debian", "version": "12"}),
+        ('NAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\n', None,
+         {"id": "ubuntu", "name": "Ubuntu", "version": "22.04"}),
+        ("NAME='Red Hat Enterprise Linux'\nVERSION_ID='9.3'\nID=\"rhel\"\n# a comment\nnot a field\n", None,
+         {"id": "rhel", "name": "Red Hat Enterprise Linux", "version": "9.3"}),
+        (None, None, {"id": None, "name": None, "version": None}),
+    ],
+)
+def test_os_release(tmp_path, os_release_text, debian_version, expected):
+    if os_release_text is not None:
+        write(tmp_path, "/etc/os-release", os_release_text)
+    if debian_version is not None:
+        write(tmp_path, "/etc/debian_version", debian_version)
+    assert os_release(str(tmp_path)) == expected
+
+
 def test_probe_of_a_gpu_host(gpu_host, fake_apt):
+    write(gpu_host, "/etc/os-release", DEBIAN_OS_RELEASE)
+    write(gpu_host, "/etc/debian_version", "12.15\n")
     executable(gpu_host / "usr/bin", "apt-cache")
     executable(gpu_host / "usr/bin", "dockerd")
     (gpu_host / "opt").mkdir()
@@ -293,6 +325,7 @@ def test_probe_of_a_gpu_host(gpu_host, fake_apt):
         "package_manager": "apt",
         "packages": {"linux-headers-" + KERNEL: True, "linux-headers-6.1.0-99-amd64": False},
         "executables": {"dockerd": "/usr/bin/dockerd", "nvidia-ctk": None, "/usr/bin/nvidia-container-runtime": None},
+        "os": {"id": "debian", "name": "Debian", "version": "12.15"},
     }
 
 
@@ -315,6 +348,7 @@ def test_probe_of_a_bare_host_asks_nothing(tmp_path):
         "package_manager": None,
         "packages": {},
         "executables": {},
+        "os": {"id": None, "name": None, "version": None},
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_the_facts_are_this_machines(tmp_path, check_mode):
     asked = (result["disk"], result["package_manager"], result["packages"], result["executables"])
     assert asked == (None, None, {}, {})
     facts = result["ansible_facts"]["autoglm_host"]
-    assert facts == {key: result[key] for key in facts} and len(facts) == 13
+    assert facts == {key: result[key] for key in facts} and len(facts) == 14
+    assert result["os"]["id"] == platform.freedesktop_os_release()["ID"]
 
 
 def test_disk_packages_and_executables(tmp_path):
