@@ -22,7 +22,7 @@ lab-down:  ## remove the lab hosts, their volumes and network
 	@ansible-playbook lab/playbooks/lab_down.yml
 
 test:  ## set-up, then every test tier (what .ci/run runs); the summary gives each one's minutes
-	@scripts/test.sh setup lint,sanity,unit argspecs build integration molecule e2e
+	@scripts/test.sh setup lint,sanity,unit,argspecs,build,integration molecule e2e
 
 lint:  ## ansible-lint (production), yamllint, ruff, antsibull-changelog lint
 	@scripts/test.sh lint
