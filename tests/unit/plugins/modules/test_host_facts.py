@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[4]
-COLLECTIONS = ROOT / ".cache" / "collections"
-MODULE = "ansible_collections.autoglm.fleet.plugins.modules.host_facts"
+from support.module_run import run_module as support_run_module
 
 # The roles' shell probe before host_facts (NVIDIA display controllers on the PCI bus).
 SHELL_PCI_COUNT = """
@@ -33,12 +30,7 @@ echo "$count"
 
 
 def run_module(tmp_path, args):
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-    proc = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=60, check=False)
-    return proc.returncode, json.loads(proc.stdout)
+    return support_run_module("host_facts", tmp_path, args, check=args.pop("_ansible_check_mode", False))
 
 
 def read(path):

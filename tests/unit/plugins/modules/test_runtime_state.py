@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
+from support.module_run import run_module as support_run_module
 
-ROOT = Path(__file__).resolve().parents[4]
-COLLECTIONS = ROOT / ".cache" / "collections"
-MODULE = "ansible_collections.autoglm.fleet.plugins.modules.runtime_state"
 SERVE = {"current": {"digest": "sha256:" + "b" * 64, "weights_revision": "r2"}, "live": "green"}
 
 
-def run_module(tmp_path, args):
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-    proc = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=60, check=False)
-    return proc.returncode, json.loads(proc.stdout)
+def run_module(tmp_path, args, check=False):
+    return support_run_module("runtime_state", tmp_path, args, check=check)
 
 
 class _Ready(http.server.BaseHTTPRequestHandler):
@@ -55,7 +45,7 @@ def test_state_venv_and_readiness(tmp_path, ready_url, check_mode):
     (state / "drain.json").write_text("{half")
     before = sorted(p.name for p in state.iterdir())
     rc, result = run_module(tmp_path, {"state_dir": str(state), "runtime_python": sys.executable,
-                                       "ready_url": ready_url, "_ansible_check_mode": check_mode})
+                                       "ready_url": ready_url}, check=check_mode)
     assert rc == 0, result
     assert result["changed"] is False and "failed" not in result
     assert result["state"] == {"model_serve": SERVE}

@@ -3,15 +3,14 @@ against a loopback server whose /metrics answers a sequence of recorded expositi
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from support.module_run import run_module as support_run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures_serve_analysis")
-MODULE = os.path.join(REPO, "plugins", "modules", "serve_analysis.py")
 sys.path.insert(0, FIXTURES)
 from metrics_server import MetricsServer  # noqa: E402
 
@@ -24,16 +23,7 @@ def text(name):
 
 
 def run_module(tmp_path, args, check=False):
-    args = dict(args, _ansible_check_mode=check, _ansible_tmpdir=str(tmp_path))
-    path = tmp_path / "args.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".cache", "collections"))
-    proc = subprocess.run([sys.executable, MODULE, str(path)], capture_output=True, text=True, env=env, check=False,
-                          timeout=120)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("the module printed no JSON (rc %d):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+    return support_run_module("serve_analysis", tmp_path, args, check=check, timeout=120)[1]
 
 
 def test_healthy_colour_promotes_in_check_mode_and_for_real(tmp_path):
