@@ -17,7 +17,9 @@ Faults (set on ``server.faults``, keyed by the file path relative to the served 
 * ``delay``                      - seconds to sleep per 64 KiB block sent (a slow mirror).
 
 ``served[path]`` counts the body bytes sent per file, ``requests[path]`` the requests and ``seen[path]`` the
-headers of each request (lower-case names). ``FaultServer(root, tls=(certfile, keyfile))`` serves HTTPS.
+headers of each request (lower-case names). A handler counts a block after its write returns, so a client can
+hold the bytes before they are counted: read the counts through ``settled()``, which waits until no response is
+being written. ``FaultServer(root, tls=(certfile, keyfile))`` serves HTTPS.
 """
 
 import os
@@ -58,6 +60,17 @@ class Handler(BaseHTTPRequestHandler):
         return urllib.parse.unquote(path.lstrip("/"))
 
     def do_GET(self):
+        srv = self.server
+        with srv.idle:
+            srv.responding += 1
+        try:
+            self._get()
+        finally:
+            with srv.idle:
+                srv.responding -= 1
+                srv.idle.notify_all()
+
+    def _get(self):
         srv = self.server
         rel = self._rel()
         f = srv.faults
@@ -179,6 +192,8 @@ class FaultServer(ThreadingHTTPServer):
         self.root = root
         self.faults = Faults()
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.responding = 0
         self.served = {}
         self.requests = {}
         self.seen = {}
@@ -191,6 +206,12 @@ class FaultServer(ThreadingHTTPServer):
     @property
     def url(self):
         return "%s://127.0.0.1:%d" % (self.scheme, self.server_address[1])
+
+    def settled(self, timeout=10):
+        """A copy of ``served`` once no response is being written (or after ``timeout`` seconds)."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.responding == 0, timeout)
+            return dict(self.served)
 
     def start(self):
         if not self.started:

@@ -87,11 +87,11 @@ def test_fetch_then_idempotent(tmp_path, model, mirror):
         assert first["totals"]["bytes"] == sum(len(d) for d in files.values())
         assert_same(dest, files)
         assert oct(os.stat(dest / "config.json").st_mode & 0o777) == "0o644"
-        served = dict(srv.served)
+        served = srv.settled()
         second = run(dest, [{"url": srv.url}], manifest)
         assert second["changed"] is False
         assert {f["status"] for f in second["files"]} == {"present"}
-        assert srv.served == served  # nothing fetched again
+        assert srv.settled() == served  # nothing fetched again
 
 
 def test_check_mode_reports_and_writes_nothing(tmp_path, model, mirror):
@@ -109,7 +109,7 @@ def test_check_mode_reports_and_writes_nothing(tmp_path, model, mirror):
         assert res["totals"]["bytes"] == expected
         assert sorted(os.listdir(dest)) == ["config.json"]
         # probes only: one byte of each file to fetch (the empty one answers 416 with no body)
-        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1}
+        assert srv.settled() == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1}
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_not_enough_space(tmp_path, model, monkeypatch, mirror):
     with mirror(src) as srv:
         with pytest.raises(FetchError, match="not enough free space"):
             run(tmp_path / "dest", [{"url": srv.url}], manifest)
-        assert srv.served == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1, "config.json": 1}  # probes
+        assert srv.settled() == {"model-00001.safetensors": 1, "sub/tokenizer.bin": 1, "config.json": 1}  # probes
     assert not (tmp_path / "dest" / ".partial").exists()
 
 
@@ -230,7 +230,7 @@ def test_resume_reuses_finished_chunks(tmp_path, model, mirror):
         by = {r["path"]: r for r in res["files"]}
         assert by[big]["status"] == "resumed"
         assert by[big]["resumed_bytes"] == len(done) * CHUNK
-        assert srv.served[big] == len(data) - len(done) * CHUNK + 1  # + the one-byte probe
+        assert srv.settled()[big] == len(data) - len(done) * CHUNK + 1  # + the one-byte probe
     assert_same(dest, files)
 
 
@@ -317,7 +317,7 @@ def test_symlinks_under_dest_are_refused(tmp_path, model, mirror, planted):
     assert sorted(p.name for p in outside.rglob("*")) == before
     if target.is_file():
         assert target.read_bytes() == files["config.json"]
-    assert server.served == {}  # refused while planning, before any byte was fetched
+    assert server.settled() == {}  # refused while planning, before any byte was fetched
 
 
 def test_dest_itself_may_be_a_symlink(tmp_path, model, mirror):
@@ -360,10 +360,10 @@ def test_resume_after_sigkill(tmp_path, mirror, repo_root):
         done = json.loads(state.read_text())["done"]
         assert 8 <= len(done) < 48
         assert not (dest / "w.bin").exists()
-        first = srv.served["w.bin"]
+        first = srv.settled()["w.bin"]
         srv.faults.delay = 0
         out = subprocess.run([*argv, "--source", srv.url], capture_output=True, text=True, check=True)
-        second = srv.served["w.bin"] - first
+        second = srv.settled()["w.bin"] - first
     res = json.loads(out.stdout)
     assert res["files"][0]["status"] == "resumed"
     assert second == size - len(done) * CHUNK + 1

@@ -156,7 +156,7 @@ def test_signed_sizes_skip_a_stale_mirror(tmp_path, signed_model, mirror):
                       model_id=MODEL_ID, revision=REVISION)
     sources = {f["path"]: f["source"] for f in res["files"]}
     assert sources == {"model.safetensors": second.url, "config.json": first.url, "sub/tok.bin": first.url}
-    assert first.served["model.safetensors"] == 1  # the one-byte probe only: its size was wrong
+    assert first.settled()["model.safetensors"] == 1  # the one-byte probe only: its size was wrong
     for rel, data in m["files"].items():
         assert (dest / rel).read_bytes() == data
 
@@ -212,7 +212,7 @@ def test_signature_copy_that_is_a_symlink_is_refused(tmp_path, signed_model, mir
     (dest / "model.sig").symlink_to(victim)
     with mirror(m["src"]) as srv, pytest.raises(FetchError, match=r"model\.sig is a symbolic link"):
         fetch_signed(dest, srv.url, m["pub"])
-    assert srv.served == {"model.sig": victim.stat().st_size}  # the signature only, nothing of the model
+    assert srv.settled() == {"model.sig": victim.stat().st_size}  # the signature only, nothing of the model
 
 
 def test_signed_file_tampered_on_mirror_never_placed(tmp_path, signed_model, mirror):
