@@ -14,7 +14,7 @@ if [ "${1:-}" = setup ]; then
   start=$(date +%s)
   scripts/setup.sh || die "set-up failed (above); no test tier can run without it."
   secs=$(( $(date +%s) - start ))
-  setup_row=$(printf '%-10s %-7s %4dm%02ds' setup passed $((secs / 60)) $((secs % 60)))
+  setup_row=$(printf '%-12s %-7s %4dm%02ds' setup passed $((secs / 60)) $((secs % 60)))
 fi
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
 
@@ -115,7 +115,7 @@ failed=0
 record() {  # tier, status code, seconds
   local status=passed
   [ "$2" = 0 ] || { status=FAILED; failed=1; }
-  rows+=("$(printf '%-10s %-7s %4dm%02ds' "$1" "$status" $(($3 / 60)) $(($3 % 60)))")
+  rows+=("$(printf '%-12s %-7s %4dm%02ds' "$1" "$status" $(($3 / 60)) $(($3 % 60)))")
 }
 known() {
   declare -F "tier_$1" >/dev/null \
