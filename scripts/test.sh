@@ -22,7 +22,7 @@ fi
 # output in LOGDIR/NAME.log. When one ends, `DONE NAME STATUS SECONDS` runs and its log is printed whole. Returns 1
 # when any failed.
 pool() {
-  local jobs=$1 logs=$2 start_fn=$3 done_fn=$4 name done_pid st rc=0 p
+  local jobs=$1 logs=$2 start_fn=$3 done_fn=$4 name done_name done_pid st rc=0 p
   shift 4
   local -a pids=()
   local -A name_of=() start_of=()
@@ -30,9 +30,9 @@ pool() {
   info "$* ($jobs at a time; logs in $logs/)"
   pool_reap() {
     wait -n -p done_pid "${pids[@]}"; st=$?
-    name=${name_of[$done_pid]}
-    "$done_fn" "$name" "$st" $(( $(date +%s) - start_of[$name] ))
-    cat "$logs/$name.log"
+    done_name=${name_of[$done_pid]}  # not $name: the loop below is still on the job it is to start
+    "$done_fn" "$done_name" "$st" $(( $(date +%s) - start_of[$done_name] ))
+    cat "$logs/$done_name.log"
     [ "$st" = 0 ] || rc=1
     local -a left=()
     for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done
