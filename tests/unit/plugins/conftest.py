@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from fault_server import FaultServer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from support.apt_archive import make_world, stop_agents  # noqa: E402
+from support.module_run import run_module as support_run_module  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -80,17 +78,7 @@ def run_module(tmp_path):
     """``run_module(name, args, check=False)``: run plugins/modules/<name>.py as Ansible does; its JSON result."""
 
     def run(name, args, check=False):
-        args = dict(args, _ansible_check_mode=check, _ansible_tmpdir=str(tmp_path))
-        path = tmp_path / "args.json"
-        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-        module = ROOT / "plugins" / "modules" / ("%s.py" % name)
-        proc = subprocess.run([sys.executable, str(module), str(path)], capture_output=True, text=True, env=env,
-                              check=False)
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            pytest.fail("%s printed no JSON (rc %d):\n%s\n%s" % (name, proc.returncode, proc.stdout, proc.stderr))
+        return support_run_module(name, tmp_path, args, check=check)[1]
 
     return run
 

@@ -23,7 +23,7 @@ def text(name):
 
 
 def run_module(tmp_path, args, check=False):
-    return support_run_module("serve_analysis", tmp_path, args, check=check, timeout=120)[1]
+    return support_run_module("serve_analysis", tmp_path, args, check=check)[1]
 
 
 def test_healthy_colour_promotes_in_check_mode_and_for_real(tmp_path):
