@@ -9,6 +9,7 @@ Standard library only (it runs with the host's own Python, also on a host withou
   revision and live colour serving; model_image.json: the version published; drain.json: a host taken out by
   driver_upgrade.yml). A missing file is not an error (the host never had that state); a file that is not a JSON
   object is reported by name, never raised.
+- The runtime venv's Python: an executable file at the given path (_host_probe's check).
 - Readiness: one GET of a local URL (the model server's /health/ready) through Ansible's open_url; its HTTP status,
   or -1 when nothing answered.
 """
@@ -21,6 +22,7 @@ import re
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import open_url
+from ansible_collections.autoglm.fleet.plugins.module_utils._host_probe import find_executable
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_STATE_BYTES = 1024 * 1024  # a state file is a few kilobytes; a larger one is not ours
@@ -76,3 +78,17 @@ def probe_ready(url, timeout):
     except (URLError, OSError, ValueError) as exc:
         error = str(getattr(exc, "reason", None) or exc)
     return {"checked": True, "url": url, "status": status, "ok": status == 200, "error": error}
+
+
+NOT_ASKED = {"checked": False, "url": None, "status": None, "ok": False, "error": None}
+
+
+def runtime_state(state_dir, state_files, runtime_python=None, ready_url=None, ready_timeout=3):
+    """What the runtime_state module returns: {"state", "state_errors", "runtime_python_present", "ready"}."""
+    state, errors = read_state_files(state_dir, state_files)
+    return {
+        "state": state,
+        "state_errors": errors,
+        "runtime_python_present": bool(runtime_python) and find_executable("/", runtime_python, "") is not None,
+        "ready": probe_ready(ready_url, ready_timeout) if ready_url else dict(NOT_ASKED),
+    }

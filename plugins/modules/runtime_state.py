@@ -116,14 +116,8 @@ ready:
   sample: {"checked": true, "url": "http://127.0.0.1:8000/health/ready", "status": 200, "ok": true, "error": null}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.autoglm.fleet.plugins.module_utils._runtime_state import (
-    RuntimeStateError,
-    probe_ready,
-    read_state_files,
-)
+from ansible_collections.autoglm.fleet.plugins.module_utils._runtime_state import RuntimeStateError, runtime_state
 
 
 def main():
@@ -137,17 +131,11 @@ def main():
         },
         supports_check_mode=True,
     )
-    params = module.params
     try:
-        state, errors = read_state_files(params["state_dir"], params["state_files"])
-        ready = {"checked": False, "url": None, "status": None, "ok": False, "error": None}
-        if params["ready_url"]:
-            ready = probe_ready(params["ready_url"], params["ready_timeout"])
+        result = runtime_state(**module.params)
     except RuntimeStateError as exc:
         module.fail_json(msg=str(exc))
-    python = params["runtime_python"]
-    present = bool(python) and os.path.isfile(python) and os.access(python, os.X_OK)
-    module.exit_json(changed=False, state=state, state_errors=errors, runtime_python_present=present, ready=ready)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":
