@@ -72,7 +72,7 @@ check_recap "$logs/run1.log"
 
 step "e2e: add a GPU host, $new_host, as docs/runbooks/add-gpu-host.md says (preflight, up, status)"
 start=$(date +%s)
-E2E_INVENTORY="$inventory" pytest -p no:cacheprovider -q tests/e2e/runbook_add_gpu_host.py \
+E2E_INVENTORY="$inventory" E2E_NEW_HOST="$new_host" pytest -p no:cacheprovider -q tests/e2e/runbook_add_gpu_host.py \
   || die "the add-a-GPU-host runbook failed (above)"
 info "took $(( $(date +%s) - start ))s"
 

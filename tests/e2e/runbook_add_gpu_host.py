@@ -4,16 +4,18 @@ The new host is bare: in the inventory and booted, nothing installed. Not collec
 start with test_): it runs only at that point, `pytest tests/e2e/runbook_add_gpu_host.py`."""
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from test_cli import artifacts, fleet  # noqa: E402
+from test_cli import artifacts, fleet, host_results  # noqa: E402
 from test_lab_serving import BUILD_HOST, GPU_HOSTS, INV, INVENTORY, on_host, runtime_root, state  # noqa: E402
 
-NEW = GPU_HOSTS[-1]
+# lab/scripts/e2e.sh names the host its first lab.yml run left out.
+NEW = os.environ.get("E2E_NEW_HOST") or GPU_HOSTS[-1]
 SERVING = [h for h in GPU_HOSTS if h != NEW]
 OTHERS = sorted({*INV["registry"]["hosts"], BUILD_HOST, *(INV.get("monitoring") or {}).get("hosts", [])})
 # Step 3's limit: the new host, and the hosts whose facts its run reads or whose configuration names it.
@@ -33,15 +35,10 @@ def test_the_new_host_is_bare_and_the_others_serve():
 
 
 def changed_tasks(result, host):
-    """(role, task) of each task that changed the host, from the run's job events."""
-    found = []
-    art = artifacts(result.stdout)
-    for path in sorted((art / "job_events").glob("*.json"), key=lambda p: int(p.name.split("-")[0])):
-        event = json.loads(path.read_text())
-        data = event.get("event_data") or {}
-        if event["event"] == "runner_on_ok" and data.get("host") == host and (data.get("res") or {}).get("changed"):
-            found.append((data.get("resolved_role") or data.get("role"), data.get("task")))
-    return found
+    """(role, task) of each task that changed the host."""
+    return [(d.get("resolved_role") or d.get("role"), d.get("task"))
+            for d in host_results(artifacts(result.stdout), host)
+            if d["event"] == "runner_on_ok" and d["res"].get("changed")]
 
 
 def test_step_2_preflight_passes_and_changes_nothing_but_the_bundles_apt_source():

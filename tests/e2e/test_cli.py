@@ -42,6 +42,18 @@ def artifacts(stdout):
     return path
 
 
+def host_results(art, host):
+    """The event_data of each result of ``host`` (runner_on_*, with its ``res``), in order, from the run's job
+    events."""
+    found = []
+    for path in sorted((art / "job_events").glob("*.json"), key=lambda p: int(p.name.split("-")[0])):
+        event = json.loads(path.read_text())
+        data = event.get("event_data") or {}
+        if data.get("host") == host and event["event"].startswith("runner_on_") and "res" in data:
+            found.append(dict(data, event=event["event"]))
+    return found
+
+
 def test_status_table_of_the_converged_lab():
     published = state(BUILD_HOST, "model_image")["digest"]
     result = fleet("status", "-i", INVENTORY)

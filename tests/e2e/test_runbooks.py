@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from test_cli import artifacts, fleet  # noqa: E402
+from test_cli import artifacts, fleet, host_results  # noqa: E402
 from test_lab_serving import GPU_HOSTS, INV, INVENTORY, host_var, live_container, on_host, runtime_root, state  # noqa: E402
 
 REGISTRY = INV["registry"]["hosts"][0]
@@ -28,13 +28,7 @@ def started_at(host):
 
 def events_of(art, host):
     """(task, event, changed) of a host's results, from the run's job events."""
-    found = []
-    for path in sorted((art / "job_events").glob("*.json"), key=lambda p: int(p.name.split("-")[0])):
-        event = json.loads(path.read_text())
-        data = event.get("event_data") or {}
-        if data.get("host") == host and event["event"].startswith("runner_on_") and "res" in data:
-            found.append((data.get("task"), event["event"], bool(data["res"].get("changed"))))
-    return found
+    return [(d.get("task"), d["event"], bool(d["res"].get("changed"))) for d in host_results(art, host)]
 
 
 def test_drain_a_host_and_upgrade_its_driver():
