@@ -28,7 +28,7 @@ lint:  ## ansible-lint (production), yamllint, ruff, antsibull-changelog lint
 	@scripts/test.sh lint
 sanity:  ## ansible-test sanity on the collection
 	@scripts/test.sh sanity
-unit:  ## pytest tests/unit and the model server's tests (no playbook runs, no image builds)
+unit:  ## pytest tests/unit, lab/tests and the model server's tests (no playbook runs, no image builds)
 	@scripts/test.sh unit
 argspecs:  ## every role's meta/argument_specs.yml names the variables of its defaults/main.yml
 	@scripts/test.sh argspecs

@@ -57,8 +57,8 @@ tier_sanity() { scripts/sanity.sh; }
 # compiler (imported by the model server) refuses to load after that.
 tier_unit() {
   local rc=0
-  step "pytest tests/unit (not integration)"
-  pytest -m "not integration" tests/unit; check_pytest $? || rc=1
+  step "pytest tests/unit lab/tests (not integration)"
+  pytest -m "not integration" tests/unit lab/tests; check_pytest $? || rc=1
   step "pytest containers/model-server/tests (its own process; not the image)"
   pytest -m "not image" containers/model-server/tests; check_pytest $? || rc=1
   return "$rc"

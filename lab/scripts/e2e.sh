@@ -90,7 +90,7 @@ check_recap "$logs/tags-registry.log" strict
 info "site.yml --tags registry passed and changed nothing"
 
 step "e2e: the serving fleet (pytest tests/e2e)"
-E2E_INVENTORY="$inventory" pytest -p no:cacheprovider tests/e2e --ignore=tests/e2e/test_rollouts.py \
+E2E_INVENTORY="$inventory" pytest -p no:cacheprovider --durations=8 tests/e2e --ignore=tests/e2e/test_rollouts.py \
   || die "the serving fleet failed its checks (above)"
 
 # Blue-green rollouts under client traffic (issue 15): their own step, after the checks of the fleet as deployed.
