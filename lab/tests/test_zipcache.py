@@ -32,8 +32,12 @@ def payload(tmp_path):
 
 def run(zip_path, cache_dir, code="print(pkg.mod.VALUE)"):
     """Import pkg.mod from the zip in a new interpreter with the cache loaded (as sitecustomize does on a lab host)."""
-    program = ("import sys; sys.path.insert(0, %r); import autoglm_lab_zipcache; sys.path.insert(0, %r); "
-               "import pkg.mod; %s" % (str(HERE), str(zip_path), code))
+    return python("sys.path.insert(0, %r); import pkg.mod; %s" % (str(zip_path), code), cache_dir)
+
+
+def python(code, cache_dir):
+    """Run `code` in a new interpreter that has loaded the cache with AUTOGLM_LAB_ZIPCACHE_DIR=cache_dir (as c)."""
+    program = "import sys; sys.path.insert(0, %r); import autoglm_lab_zipcache as c; %s" % (str(HERE), code)
     return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False,
                           env={**os.environ, "AUTOGLM_LAB_ZIPCACHE_DIR": str(cache_dir)})
 
@@ -61,10 +65,8 @@ def test_a_second_run_is_served_from_the_cache(payload, tmp_path):
 
 def cache_path_for(cache, inner, source):
     """The cache's own key for a file `inner` of a zip, computed by the module with CACHE_DIR set to `cache`."""
-    program = ("import sys; sys.path.insert(0, %r); import autoglm_lab_zipcache as c; "
-               "print(c.cache_path('/any/ansible_payload.zip/' + %r, %r))" % (str(HERE), inner, source.encode()))
-    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True,
-                         env={**os.environ, "AUTOGLM_LAB_ZIPCACHE_DIR": str(cache)})
+    out = python("print(c.cache_path('/any/ansible_payload.zip/' + %r, %r))" % (inner, source.encode()), cache)
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
