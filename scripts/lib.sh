@@ -33,6 +33,19 @@ ensure_docker() {
       "start it yourself (systemctl start docker, or dockerd &), then re-run make $MAKE_TARGET."
 }
 
+# Print an ansible-playbook log's tail, then every failed or unreachable result with the task it came from, last, so
+# that a CI log cut to its end still shows why a run failed (each result's first 40 lines: ansible.cfg prints results
+# as indented YAML).
+show_playbook_failure() {
+  local log=$1
+  tail -n 60 "$log"
+  printf '\n    the failed tasks of %s:\n' "$log"
+  awk '/^TASK \[/ {task = $0; n = 0; next}
+       /^(fatal|failed): |UNREACHABLE!/ {print "    " task; print "    " substr($0, 1, 300); n = 40; next}
+       n > 0 && /^[ \t]/ {print "    " substr($0, 1, 300); n--; next}
+       {n = 0}' "$log"
+}
+
 # The lab's playbook runs (make lab, lab/scripts/e2e.sh and the tests it runs) use Mitogen's linear strategy: it keeps
 # one Python per host, so a task no longer pays for a module's start and imports (an unchanged lab.yml run: 118 s
 # against 202-235 s with Ansible's linear strategy, docs/benchmarks.md). The molecule tier runs Ansible's default,

@@ -70,6 +70,6 @@ PY
 step "lab bundle ($mode): playbooks/bundle.yml (log: .cache/lab-bundle/build-$mode.log)"
 start=$(date +%s)
 ansible-playbook playbooks/bundle.yml -e "@$out/extra-$mode.json" "$@" > "$out/build-$mode.log" 2>&1 \
-  || { tail -n 60 "$out/build-$mode.log"; die "the lab bundle did not build (log: $out/build-$mode.log)"; }
+  || { show_playbook_failure "$out/build-$mode.log"; die "the lab bundle did not build (log: $out/build-$mode.log)"; }
 grep -E "^ *msg: .(bundle|update) " -A2 "$out/build-$mode.log" | sed 's/^ *msg: /    /; s/^ */    /' || true
 info "took $(( $(date +%s) - start ))s"

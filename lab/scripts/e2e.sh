@@ -48,6 +48,8 @@ check_offline() {
 }
 
 step "e2e: remove any earlier e2e lab (bare hosts)"
+# The lab hosts' model paths and engines live on this machine's disk (preflight's disk gate reads it; the lab's is 3 GiB).
+info "free disk: $(df -h --output=avail /var/lib/docker 2>/dev/null | tail -n 1 | tr -d ' ') at /var/lib/docker, $(df -h --output=avail . | tail -n 1 | tr -d ' ') here"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
 
 # The e2e lab is an air-gapped site (tests/e2e: an internal network, fleet_bundle): its bundle first, on this machine.
@@ -64,7 +66,7 @@ converge() {  # run number, then ansible-playbook's other arguments
   step "e2e: lab.yml, run $run$([ "$#" = 0 ] || echo " ($*)") (log: $logs/run$run.log)"
   start=$(date +%s)
   ansible-playbook -i "$inventory" lab/playbooks/lab.yml "$@" > "$logs/run$run.log" 2>&1 \
-    || { tail -n 60 "$logs/run$run.log"; die "lab.yml run $run failed"; }
+    || { show_playbook_failure "$logs/run$run.log"; die "lab.yml run $run failed"; }
   info "took $(( $(date +%s) - start ))s"
 }
 converge 1 --limit "all:localhost:!$new_host"
@@ -85,7 +87,7 @@ check_offline "two converges from the bundle"
 # than the default) through the runtime role's facts, without the runtime play having run in this run.
 step "e2e: site.yml --tags registry alone (log: $logs/tags-registry.log)"
 ansible-playbook -i "$inventory" site.yml --tags registry > "$logs/tags-registry.log" 2>&1 \
-  || { tail -n 60 "$logs/tags-registry.log"; die "site.yml --tags registry failed"; }
+  || { show_playbook_failure "$logs/tags-registry.log"; die "site.yml --tags registry failed"; }
 check_recap "$logs/tags-registry.log" strict
 info "site.yml --tags registry passed and changed nothing"
 
