@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
-# Ansible's own linear strategy, also when lab/scripts/e2e.sh exported Mitogen's: under Mitogen the role's analysis,
-# an async job of a module in the runtime venv, never reported and hit its time limit (305 s) while the front
-# waited at its first step (2026-12-05). The lab's other runs keep Mitogen.
-unset ANSIBLE_STRATEGY ANSIBLE_STRATEGY_PLUGINS
+# Mitogen's strategy, as every lab run (lab_strategy; lab/scripts/e2e.sh exports it too): the lab runs the role's
+# analysis as a plain task (model_serve_analysis_async: false), since Mitogen's async jobs of a collection module
+# never finish (docs/rollouts.md). The molecule tier rolls out with Ansible's strategy and the async analysis.
+lab_strategy
 export PATH=$PWD/.venv/bin:$PATH ANSIBLE_CONFIG=$PWD/ansible.cfg
 step "e2e: blue-green rollouts under client traffic (pytest tests/e2e/test_rollouts.py)"
 start=$(date +%s)

@@ -26,7 +26,6 @@ The counts and timings are printed and written to .cache/e2e/rollouts-summary.js
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
@@ -168,12 +167,14 @@ def test_2_a_version_answering_500_is_rolled_back_on_the_canary_and_goes_no_furt
         assert counts[host]["failed"] == 0, counts[host]
 
     # The clients' failures: 500s of the new colour only, bounded by its share of the traffic during its analysis
-    # (10 % at the first step, half of those answered 500).
+    # (10 % at the first step). The test image answers 500 to every other generation request of all its callers,
+    # the role's probe load included, so the client's part of those 500s is not half of its requests to the new
+    # colour (it was 8 of 12 in one run), but never more than them.
     new_colour = "green" if live_before == "blue" else "blue"
     failures = load.failures(canary)
     assert all(f.status == 500 and f.colour == new_colour for f in failures), [vars(f) for f in failures][:5]
     to_new = counts[canary]["colours"].get(new_colour, 0)
-    assert len(failures) <= math.ceil(0.5 * to_new) + 1, (len(failures), to_new)
+    assert len(failures) <= to_new, (len(failures), to_new)
     assert to_new <= 0.1 * counts[canary]["requests"] + 5, counts[canary]
     SUMMARY["2_bad_version"].update(failed_on_canary=len(failures), served_by_new_colour=to_new, message=msg)
 
