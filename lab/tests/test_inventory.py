@@ -51,6 +51,9 @@ def test_groups_addresses_and_the_build_host(inventory):
     assert plain(hv["t-registry-1"]["lab_address"]) == "10.9.8.10"
     assert plain(hv["t-gpu-3"]["lab_address"]) == "10.9.8.22"
     assert plain(hv["t-gpu-1"]["ansible_connection"]) == "docker"
+    # Pinned: under Mitogen's strategy a discovered interpreter is discovered again on every task.
+    assert plain(hv["t-gpu-1"]["ansible_python_interpreter"]) == "/usr/bin/python3"
+    assert plain(hv["t-monitoring-1"]["ansible_python_interpreter"]) == "/usr/bin/python3"
     assert plain(hv["t-gpu-1"]["lab_mirror_address"]) == "10.9.8.250"
     assert plain(hv["t-gpu-1"]["lab_mirror_name"]) == "t-mirror"
     assert hosts(data, "monitoring") == ["t-monitoring-1"]

@@ -15,6 +15,9 @@ description:
     which costs the controller about a third of the CPU per task of C(community.docker.docker_api)), by its container
     name, and gets a fixed address on the lab's private Docker network. The short name is the one Mitogen's strategy
     recognises (it then keeps one Python running in each host).
+  - Every host's C(ansible_python_interpreter) is C(/usr/bin/python3), the Python of the lab's Debian 12 image. With
+    Ansible's interpreter discovery, Mitogen's strategy keeps no discovered interpreter and discovers again on every
+    task, starting a C(docker exec) per candidate Python (about 0.4 s a task instead of 0.15 s).
   - The source file must end in C(autoglm_lab.yml) or C(autoglm_lab.yaml).
 author: autoglm.fleet maintainers (@autoglm)
 options:
@@ -86,6 +89,8 @@ MONITORING_OFFSET = 5
 REGISTRY_OFFSET = 10
 GPU_OFFSET = 20
 MIRROR_OFFSET = 250
+# The Python of the lab image (lab/images/debian-base: Debian 12), set so that nothing discovers it per task.
+LAB_PYTHON = "/usr/bin/python3"
 
 
 class InventoryModule(BaseInventoryPlugin):
@@ -142,6 +147,7 @@ class InventoryModule(BaseInventoryPlugin):
             self.inventory.add_host(name, group=target)
             self.inventory.set_variable(name, "ansible_connection", "docker")
             self.inventory.set_variable(name, "ansible_host", name)
+            self.inventory.set_variable(name, "ansible_python_interpreter", LAB_PYTHON)
             self.inventory.set_variable(name, "lab_address", str(net.network_address + offset))
             if index == 0:
                 self.inventory.add_host(name, group="model_build")
