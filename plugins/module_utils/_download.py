@@ -789,12 +789,14 @@ class Engine:
                 raise FetchError("refusing to use %s: %s, and a link inside dest could send the model outside "
                                  "it; remove the link (dest itself may be one)" % (relpath, exc)) from exc
 
-    def plan(self, files, check_mode=False):
+    def plan(self, files, check_mode=False, known=None):
         """Split ``files`` (dicts path, sha256, size) into present and to-fetch.
 
-        Files to fetch are probed on the sources (size, Range support) in order; a source that reports
-        another size is skipped for that file (sizes come from the signature or the manifest, never from
-        a mirror); a file no source has at its size raises FetchError.
+        A file in place is hashed, unless ``known(path, final_path)`` gives its digest (the record of an
+        earlier verification, for a file whose stat has not changed since). Files to fetch are probed on the
+        sources (size, Range support) in order; a source that reports another size is skipped for that file
+        (sizes come from the signature or the manifest, never from a mirror); a file no source has at its
+        size raises FetchError.
         """
         present, todo = [], []
         for f in files:
@@ -802,12 +804,13 @@ class Engine:
             self.refuse_links(f["path"], PARTIAL_DIR + "/" + f["path"] + ".part",
                               PARTIAL_DIR + "/" + f["path"] + ".state")
             final = os.path.join(self.dest, *f["path"].split("/"))
-            if (os.path.isfile(final) and os.path.getsize(final) == f["size"]
-                    and sha256_file(final) == f["sha256"].lower()):
-                present.append({"path": f["path"], "size": os.path.getsize(final), "status": "present",
-                                "bytes": 0, "resumed_bytes": 0, "seconds": 0.0, "throughput": 0,
-                                "source": None})
-                continue
+            if os.path.isfile(final) and os.path.getsize(final) == f["size"]:
+                recorded = known(f["path"], final) if known is not None else None
+                if (recorded or sha256_file(final)) == f["sha256"].lower():
+                    present.append({"path": f["path"], "size": os.path.getsize(final), "status": "present",
+                                    "bytes": 0, "resumed_bytes": 0, "seconds": 0.0, "throughput": 0,
+                                    "source": None})
+                    continue
             todo.append(f)
 
         def probe_one(f):

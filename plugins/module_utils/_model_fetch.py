@@ -30,6 +30,7 @@ from ansible_collections.autoglm.fleet.plugins.module_utils._model_manifest impo
     verify_directory,
     verify_signature,
 )
+from ansible_collections.autoglm.fleet.plugins.module_utils._verified_record import VerifiedRecord, record_key
 
 SIGNATURE_COPY = "model.sig"
 
@@ -53,11 +54,16 @@ def _load_bytes(ref, sources, engine, what):
 
 
 def fetch_model(dest, sources, options, model_id="", revision="main", public_key=None, signature="model.sig",
-                manifest="manifest.json", require_signature=True, check_mode=False, log=None):
+                manifest="manifest.json", require_signature=True, check_mode=False, log=None, verified_record=None):
     """Plan, verify and fetch a model into ``dest``; the shared core of the module and the CLI.
 
-    Returns a result dict: ``changed``, ``files`` (per file), ``totals``, ``signed``, ``dest`` and,
-    when a signature was used, ``signature`` (its copy in ``dest``).
+    ``verified_record`` (a path, or None to hash every byte on every run): the record of the last full
+    verification (``_verified_record``); a file whose stat is unchanged since is not hashed again, and when
+    nothing was fetched and the whole directory is as recorded, the final verification is not repeated.
+
+    Returns a result dict: ``changed``, ``files`` (per file), ``totals``, ``signed``, ``dest``,
+    ``verified`` (``hashed``: every file hashed in this run, or ``record``: every file as last verified)
+    and, when a signature was used, ``signature`` (its copy in ``dest``).
     """
     t0 = time.monotonic()
     srcs = build_sources(sources, model_id, revision)
@@ -80,12 +86,21 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
     else:
         data, sig_origin = _load_bytes(manifest, srcs, engine, "manifest")
         files = parse_unsigned(data)
+    record = VerifiedRecord(verified_record, record_key(sig_bytes if signed else data)) if verified_record else None
     if log:
         log("%s: %d files from %s" % ("verified signature" if signed else "UNSIGNED manifest", len(files), sig_origin))
 
     if signed:
         engine.refuse_links(SIGNATURE_COPY)
-    present, planned = engine.plan(files, check_mode=check_mode)
+    from_record = []
+
+    def known(rel, path):
+        digest = record.known_digest(rel, path)
+        if digest is not None:
+            from_record.append(rel)
+        return digest
+
+    present, planned = engine.plan(files, check_mode=check_mode, known=known if record is not None else None)
     sig_dest = os.path.join(dest, SIGNATURE_COPY)
     sig_changed = False
     if signed:
@@ -107,14 +122,25 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
         result["changed"] = bool(planned) or sig_changed
         return result
 
+    skip = (SIGNATURE_COPY, PARTIAL_DIR)
+    # Nothing to fetch, every file as the last full verification saw it and nothing else in dest: that
+    # verification stands, and no byte is hashed again.
+    as_recorded = (record is not None and not planned and not sig_changed and len(from_record) == len(files)
+                   and record.matches(dest, skip))
+    if record is not None and not as_recorded:
+        record.forget()  # written again below, once this run has verified the directory
     engine.check_space(planned)
     fetched = engine.fetch(planned) if planned else []
     engine.cleanup()
     if signed:
         if sig_changed:
             write_atomic(sig_dest, sig_bytes, mode=0o644)
-        verify_directory(dest, sig_dest, public_key, serialization, ignore=[SIGNATURE_COPY, PARTIAL_DIR])
+        if not as_recorded:
+            verify_directory(dest, sig_dest, public_key, serialization, ignore=[SIGNATURE_COPY, PARTIAL_DIR])
         result["signature"] = sig_dest
+    if record is not None and not as_recorded:
+        record.save(dest, {f["path"]: f["sha256"].lower() for f in files}, skip)
+    result["verified"] = "record" if as_recorded else "hashed"
     by_path = {r["path"]: r for r in present + fetched}
     result["files"] = [by_path[f["path"]] for f in files]
     secs = max(time.monotonic() - t0, 1e-6)

@@ -32,6 +32,11 @@ description:
     Content-Range, short bodies, HTML error pages and digest mismatches are detected; when they persist the task
     fails naming the file, the source and the fault. Free disk space is checked before anything is downloaded.
   - Files already in O(dest) with the right digest are not fetched again.
+  - With O(verified_record), a run that has verified O(dest) records each file's size, mtime, ctime, inode and
+    device with its digest. A later run trusts a recorded digest only for a file whose stat is exactly the
+    recorded one (a write changes mtime and ctime, and ctime cannot be set back), and when nothing is fetched and
+    O(dest) holds exactly the recorded files, it does not repeat the final verification either, so an
+    unchanged run reads no byte of the weights. Without it every byte is hashed on every run, twice in signed mode.
   - Why a module - no maintained module downloads in parallel with resume and checks a model-signing signature;
     M(ansible.builtin.get_url) fetches one file in one stream and checks one checksum.
 author: autoglm.fleet maintainers (@autoglm)
@@ -159,6 +164,13 @@ options:
       - Cap on the total download rate in bytes per second over all connections; V(0) means no cap.
     type: int
     default: 0
+  verified_record:
+    description:
+      - A file (outside O(dest)) where the module keeps what its last full verification of O(dest) saw, keyed by
+        the signature (or manifest) it verified against; written C(0600) and atomically, removed before a run
+        changes O(dest). Omit it to hash every byte on every run.
+      - The record is as trustworthy as the directory it lives in; keep it where only root writes, like O(dest).
+    type: path
 notes:
   - Signing happens elsewhere, with C(scripts/model-sign) (a wrapper of C(model_signing sign key)); keep the
     private key off the fleet. See C(docs/model-weights.md).
@@ -247,6 +259,13 @@ files:
     source:
       description: URL of the source the file came from (would come from, in check mode); null when present.
       type: str
+verified:
+  description: >-
+    V(hashed) when this run hashed the files and verified O(dest) itself; V(record) when every file and the whole
+    of O(dest) were exactly as O(verified_record) recorded them, so nothing was hashed.
+  returned: when not in check mode
+  type: str
+  sample: record
 totals:
   description: Counts and sums over all files.
   returned: always
@@ -255,6 +274,7 @@ totals:
            seconds: 812.5, throughput: 121557453}
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -291,6 +311,7 @@ def main():
             "retries": {"type": "int", "default": 5},
             "timeout": {"type": "float", "default": 30},
             "rate_limit": {"type": "int", "default": 0},
+            "verified_record": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -300,13 +321,19 @@ def main():
             module.fail_json(msg="%s must be a positive integer, got %d" % (name, p[name]))
     if p["retries"] < 0 or p["rate_limit"] < 0:
         module.fail_json(msg="retries and rate_limit must not be negative")
+    if p["verified_record"]:
+        record, dest = os.path.abspath(p["verified_record"]), os.path.abspath(p["dest"])
+        if record == dest or record.startswith(dest.rstrip("/") + "/"):
+            module.fail_json(msg="verified_record (%s) must be outside dest (%s): a file in dest is not part of the "
+                             "model, and its verification would fail" % (p["verified_record"], p["dest"]))
     opts = Options(connections=p["connections"], parallel_files=p["parallel_files"], chunk_size=p["chunk_size"],
                    retries=p["retries"], timeout=p["timeout"], rate_limit=p["rate_limit"],
                    headers=p["headers"], token=p["token"], ca_path=p["ca_path"], warn=module.warn)
     try:
         result = fetch_model(p["dest"], p["sources"], opts, model_id=p["model_id"], revision=p["revision"],
                              public_key=p["public_key"], signature=p["signature"], manifest=p["manifest"],
-                             require_signature=p["require_signature"], check_mode=module.check_mode)
+                             require_signature=p["require_signature"], check_mode=module.check_mode,
+                             verified_record=p["verified_record"])
     except (FetchError, ManifestError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

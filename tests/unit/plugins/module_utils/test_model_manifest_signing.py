@@ -299,3 +299,83 @@ def test_parse_unsigned_accepts_files_object():
 def test_build_sources_rejects(specs, fragment):
     with pytest.raises(mm.ManifestError, match=fragment):
         mm.build_sources(specs, "", "main")
+
+
+class Spy:
+    """Counts the calls of a real function and passes them through."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    from ansible_collections.autoglm.fleet.plugins.module_utils import _download, _model_fetch
+
+    hashed, verified = Spy(_download.sha256_file), Spy(_model_fetch.verify_directory)
+    monkeypatch.setattr(_download, "sha256_file", hashed)
+    monkeypatch.setattr(_model_fetch, "verify_directory", verified)
+    return hashed, verified
+
+
+def test_verified_record_spares_an_unchanged_run_every_hash(tmp_path, signed_model, mirror, spies):
+    m, (hashed, verified) = signed_model, spies
+    dest, record = tmp_path / "dest", tmp_path / "state" / "model.verified.json"
+    with mirror(m["src"]) as srv:
+        first = fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+        assert first["changed"] is True and first["verified"] == "hashed" and verified.calls == 1
+        assert oct(record.stat().st_mode & 0o777) == "0o600"
+        assert sorted(json.loads(record.read_text())["files"]) == sorted(m["files"])
+        hashed.calls = verified.calls = 0
+        again = fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+    assert again["changed"] is False and again["verified"] == "record"
+    assert {f["status"] for f in again["files"]} == {"present"}
+    assert hashed.calls == 0 and verified.calls == 0  # no byte of the weights was read
+
+
+def test_bytes_changed_under_a_restored_mtime_are_hashed_and_replaced(tmp_path, signed_model, mirror, spies):
+    m, (hashed, verified) = signed_model, spies
+    dest, record = tmp_path / "dest", tmp_path / "model.verified.json"
+    with mirror(m["src"]) as srv:
+        fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+        weights = dest / "model.safetensors"
+        st = weights.stat()
+        data = bytearray(weights.read_bytes())
+        data[100] ^= 0x01
+        weights.write_bytes(bytes(data))  # same size, same inode
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime set back; ctime cannot be
+        hashed.calls = verified.calls = 0
+        res = fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+    by_path = {f["path"]: f["status"] for f in res["files"]}
+    assert by_path["model.safetensors"] == "fetched" and res["changed"] is True and res["verified"] == "hashed"
+    assert weights.read_bytes() == m["files"]["model.safetensors"]
+    assert hashed.calls >= 1 and verified.calls == 1
+
+
+def test_a_file_added_after_the_record_still_fails_verification(tmp_path, signed_model, mirror):
+    m = signed_model
+    dest, record = tmp_path / "dest", tmp_path / "model.verified.json"
+    with mirror(m["src"]) as srv:
+        fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+        (dest / "intruder.py").write_text("print('hi')\n")
+        with pytest.raises(mm.ManifestError, match=r"intruder\.py"):
+            fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+    assert not record.exists()  # forgotten before the run changed or verified anything
+
+
+def test_a_record_made_for_another_signature_is_not_trusted(tmp_path, signed_model, mirror, spies):
+    m, (hashed, verified) = signed_model, spies
+    dest, record = tmp_path / "dest", tmp_path / "model.verified.json"
+    with mirror(m["src"]) as srv:
+        fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+        doc = json.loads(record.read_text())
+        doc["key"] = "0" * 64  # as if recorded against another signature
+        record.write_text(json.dumps(doc))
+        hashed.calls = verified.calls = 0
+        res = fetch_signed(dest, srv.url, m["pub"], verified_record=str(record))
+    assert res["verified"] == "hashed" and res["changed"] is False
+    assert hashed.calls == len(m["files"]) and verified.calls == 1

@@ -87,3 +87,23 @@ def test_invalid_resume_state_is_a_warning_not_a_failure(tmp_path, served, run_m
     assert (dest / "a.safetensors").read_bytes() == files["a.safetensors"]
     warnings = json.dumps(res.get("warnings"))
     assert "a.safetensors.state" in warnings and "discarded" in warnings
+
+
+def test_verified_record_through_the_module(tmp_path, served, run_module):
+    srv, _files, manifest = served
+    dest, record = tmp_path / "dest", tmp_path / "state" / "weights.verified.json"
+    args = {"dest": str(dest), "sources": [{"url": srv.url}], "require_signature": False, "manifest": manifest,
+            "verified_record": str(record)}
+    assert run_module("model_fetch", args)["verified"] == "hashed"
+    again = run_module("model_fetch", args)
+    assert again["changed"] is False and again["verified"] == "record"
+    assert "verified" not in run_module("model_fetch", args, check=True)
+
+
+def test_verified_record_inside_dest_is_refused(tmp_path, served, run_module):
+    srv, _files, manifest = served
+    dest = tmp_path / "dest"
+    res = run_module("model_fetch", {"dest": str(dest), "sources": [{"url": srv.url}], "require_signature": False,
+                                     "manifest": manifest, "verified_record": str(dest / "sub" / "r.json")})
+    assert res["failed"] is True and "must be outside dest" in res["msg"]
+    assert not dest.exists()
