@@ -2,12 +2,14 @@
 # Scale of the main job: the idempotent re-run of site.yml (through lab/playbooks/lab.yml) on 2 and on 6 lab GPU
 # hosts, side by side in one run. Prints each time and the ratio 6-host / 2-host (the baseline is the 2-host
 # re-run; a ratio of 3.0 would mean no parallelism at all, 1.0 perfect parallelism).
-#   bench/site_scale.sh            # about 40 minutes on a 2-core machine (two labs built from bare hosts)
+#   bench/site_scale.sh            # about 30 minutes on a 2-core machine (two labs built from bare hosts)
 # Uses its own lab (bench/scale-inventory: scale-* hosts on 172.30.97.0/24) and removes it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+# The strategy `make lab` uses (Mitogen's; AUTOGLM_LAB_STRATEGY=linear for Ansible's own).
+lab_strategy
 inv=bench/scale-inventory
 logs=.cache/bench-scale && mkdir -p "$logs"
 sizes=${SCALE_SIZES:-"2 6"}
