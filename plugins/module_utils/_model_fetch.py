@@ -66,6 +66,11 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
     and, when a signature was used, ``signature`` (its copy in ``dest``).
     """
     t0 = time.monotonic()
+    if verified_record:
+        record_path, dest_path = os.path.abspath(verified_record), os.path.abspath(dest)
+        if record_path == dest_path or record_path.startswith(dest_path.rstrip("/") + "/"):
+            raise ManifestError("verified_record (%s) must be outside dest (%s): a file in dest is not part of the "
+                                "model, and its verification would fail" % (verified_record, dest))
     srcs = build_sources(sources, model_id, revision)
     engine = Engine(dest, srcs, options)
     signed = public_key is not None
@@ -136,7 +141,7 @@ def fetch_model(dest, sources, options, model_id="", revision="main", public_key
         if sig_changed:
             write_atomic(sig_dest, sig_bytes, mode=0o644)
         if not as_recorded:
-            verify_directory(dest, sig_dest, public_key, serialization, ignore=[SIGNATURE_COPY, PARTIAL_DIR])
+            verify_directory(dest, sig_dest, public_key, serialization, ignore=list(skip))
         result["signature"] = sig_dest
     if record is not None and not as_recorded:
         record.save(dest, {f["path"]: f["sha256"].lower() for f in files}, skip)

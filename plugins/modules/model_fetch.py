@@ -274,7 +274,6 @@ totals:
            seconds: 812.5, throughput: 121557453}
 """
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -321,11 +320,6 @@ def main():
             module.fail_json(msg="%s must be a positive integer, got %d" % (name, p[name]))
     if p["retries"] < 0 or p["rate_limit"] < 0:
         module.fail_json(msg="retries and rate_limit must not be negative")
-    if p["verified_record"]:
-        record, dest = os.path.abspath(p["verified_record"]), os.path.abspath(p["dest"])
-        if record == dest or record.startswith(dest.rstrip("/") + "/"):
-            module.fail_json(msg="verified_record (%s) must be outside dest (%s): a file in dest is not part of the "
-                             "model, and its verification would fail" % (p["verified_record"], p["dest"]))
     opts = Options(connections=p["connections"], parallel_files=p["parallel_files"], chunk_size=p["chunk_size"],
                    retries=p["retries"], timeout=p["timeout"], rate_limit=p["rate_limit"],
                    headers=p["headers"], token=p["token"], ca_path=p["ca_path"], warn=module.warn)
