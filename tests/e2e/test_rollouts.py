@@ -8,7 +8,8 @@ during every case and counting failures, test images built FROM the published im
 to the lab registry (tests/e2e_tooling/images.py; the faults live only in those images), and the hosts' own records
 and Docker engines.
 
-1. a good new version: 0 failed requests; the new digest serves; the old colour is gone; a second run changes nothing
+1. a good new version: 0 failed requests; the new digest serves; the old colour is gone; the canary went first, alone;
+   a second run changes nothing and, as every host already serves the version, rolls out in one batch
 2. a version answering 500 to half its requests: rolled back automatically on the canary; the other host never
    changes (no task of the rollout play runs there, weights included); failed requests bounded by the traffic the
    new colour had in its analysis
@@ -39,7 +40,7 @@ import pytest
 # an inventory directory (a Python file whose first line is a one-line docstring became a host there).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from e2e_tooling import images
-from e2e_tooling.lab import LOGS, ROOT, Lab, changed, failed_messages, tasks_run_on
+from e2e_tooling.lab import LOGS, ROOT, Lab, batches, changed, failed_messages, tasks_run_on
 from e2e_tooling.load import Load
 
 ROLLOUT_PLAY = "Roll out the model"
@@ -116,6 +117,10 @@ def test_1_a_good_version_rolls_out_with_no_failed_request(lab, digests):
         assert state["current"]["digest"] == digests["good"] and state["history"][1]["digest"] == digests["v1"]
         # The clients saw both colours during the rollout, and the new one at the end.
         assert set(counts[host]["colours"]) >= {colour, before[host]}, counts[host]
+    # A new version: the canary alone first, then the other hosts in later batches.
+    rollout = batches(report, ROLLOUT_PLAY)
+    assert rollout[0] == sorted(lab.canary) and len(rollout) > 1, rollout
+    assert sorted(h for batch in rollout for h in batch) == sorted(lab.gpu_hosts), rollout
 
 
 def test_1_a_second_run_of_the_unchanged_rollout_changes_nothing(lab, digests):
@@ -125,6 +130,8 @@ def test_1_a_second_run_of_the_unchanged_rollout_changes_nothing(lab, digests):
     assert rc == 0, failed_messages(report)
     assert set(changed(report).values()) == {0}, changed(report)
     assert snapshot(lab) == before
+    # Every host already serves this version: the plan found nothing to guard, so one batch of every host.
+    assert batches(report, ROLLOUT_PLAY) == [sorted(lab.gpu_hosts)], batches(report, ROLLOUT_PLAY)
     SUMMARY["1_second_run"] = {"seconds": round(seconds, 1), "changed": changed(report)}
     print("\nsecond run: %.0f s, changed %s" % (seconds, changed(report)))
 

@@ -144,5 +144,14 @@ def tasks_run_on(report, host, play_prefix):
     return names
 
 
+def batches(report, play_prefix):
+    """The hosts of each batch (each play entry: a serial play has one per batch) of the plays named play_prefix..."""
+    out = []
+    for play in report["plays"]:
+        if play["play"]["name"].startswith(play_prefix):
+            out.append(sorted({host for task in play["tasks"] for host in task["hosts"]}))
+    return out
+
+
 def changed(report):
     return {host: stats["changed"] for host, stats in report["stats"].items()}
