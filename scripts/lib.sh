@@ -50,12 +50,15 @@ show_playbook_failure() {
 # one Python per host, so a task no longer pays for a module's start and imports (an unchanged lab.yml run: 118 s
 # against 202-235 s with Ansible's linear strategy, docs/benchmarks.md). The molecule tier runs Ansible's default,
 # so every role is also tested the way a fleet runs it without Mitogen. AUTOGLM_LAB_STRATEGY=linear turns it off.
+# The strategy is lab/plugins/strategy/autoglm_mitogen_linear.py: Mitogen's mitogen_linear, with the collection
+# directories listed once per run instead of in every worker that runs a collection's module (an unchanged site.yml
+# 45-54 s against 54-64 s, side by side, docs/benchmarks.md).
 lab_strategy() {
   if [ "${AUTOGLM_LAB_STRATEGY:-mitogen}" = linear ]; then info "strategy: linear (AUTOGLM_LAB_STRATEGY)"; return 0; fi
   local dir
   dir=$(.venv/bin/python -c 'import os, ansible_mitogen; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null) \
     || die "Mitogen is not in .venv (requirements.txt)." "Run make setup, or set AUTOGLM_LAB_STRATEGY=linear."
-  export ANSIBLE_STRATEGY_PLUGINS=$dir/plugins/strategy ANSIBLE_STRATEGY=mitogen_linear
+  export ANSIBLE_STRATEGY_PLUGINS=$PWD/lab/plugins/strategy:$dir/plugins/strategy ANSIBLE_STRATEGY=autoglm_mitogen_linear
 }
 
 # ansible-test and `autoglm.fleet.*` names need the checkout under ansible_collections/autoglm/fleet.
