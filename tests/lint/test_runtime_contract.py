@@ -154,4 +154,3 @@ def test_every_include_of_the_entry_point_skips_a_second_resolution_the_same_way
     wrong = ["%s: %s" % (path.relative_to(ROOT), task.get("name")) for path, task in found
              if task.get("when") != GUARD or task["ansible.builtin.include_role"].get("defaults_from") != "facts"]
     assert not wrong, "include the facts entry point with defaults_from: facts and when: %s\n%s" % (GUARD, wrong)
-
