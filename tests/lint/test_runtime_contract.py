@@ -22,7 +22,7 @@ ROLE_DIRS = ("tasks", "vars", "defaults", "handlers", "templates")
 FORBIDDEN = re.compile(r"\bruntime_root\b(?!_dir)|ansible_local|autoglm_runtime|/opt/autoglm")
 # The one use of runtime_root allowed outside the runtime role: the `when` of every include of the facts entry point,
 # which skips an include that would set the same facts again (docs/runtime.md).
-GUARD = "runtime_root_dir is undefined or runtime_root | default(runtime_root_dir) != runtime_root_dir"
+GUARD = "_runtime_facts_root is undefined or runtime_root | default(runtime_root_dir) != _runtime_facts_root"
 GUARD_LINE = "when: " + GUARD
 FACT = re.compile(r"\bruntime_[a-z_]+_(?:dir|interpreter)\b")
 
@@ -37,7 +37,8 @@ def _set_facts():
     names = set()
     for task in tasks:
         names |= set(task.get("ansible.builtin.set_fact", {}))
-    return names
+    # _runtime_facts_root: internal, the root the facts were resolved for (the includes' `when` reads it).
+    return {name for name in names if not name.startswith("_")}
 
 
 def _files(role):
