@@ -18,8 +18,10 @@ description:
     keyed with the contents of O(key_file). A C(run_start) record opens each playbook run and a sealed C(run_end)
     (the run's record count and results) closes it, so a cut tail is detectable. C(scripts/audit-verify) checks a
     log; see C(docs/audit.md).
-  - The file is created 0600 (its directory 0700); each line is appended whole under an exclusive lock and
-    fsync'ed before the run goes on. With O(copy_to_host), each line also goes to a syslog collector over TCP.
+  - The file is created 0600 (its directory 0700); each line is appended whole under an exclusive lock. Each
+    task's results are fsync'ed together before the run goes on to the next task (a failed or unreachable result at
+    once); C(run_start) and C(run_end) are fsync'ed as they are written. With O(copy_to_host), each line also goes
+    to a syslog collector over TCP.
   - When the plugin is enabled but cannot work (no key, an unwritable log), C(ansible-playbook) stops with exit code
     5 before the first task; an audited fleet runs audited or not at all.
   - This plugin does not replace the stdout callback. Enable it with C(callbacks_enabled) in C(ansible.cfg) or
@@ -172,7 +174,20 @@ class CallbackModule(CallbackBase):
         self._write(self._run.start, **_cli_summary())
 
     def v2_playbook_on_play_start(self, play):
+        self._sync()
         self._play = play.get_name()
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._sync()
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._sync()
+
+    def _sync(self):
+        """fsync the records of the task before this one: a task's results are synced together, before the run goes
+        on to the next task (one fsync per task instead of one per host)."""
+        if self._run is not None and not self._run.ended:
+            self._write(self._log.sync)
 
     def v2_playbook_on_stats(self, stats):
         hosts = {}
@@ -228,12 +243,14 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._record(result, "failed", ignored=ignore_errors)
+        self._sync()  # a failure is on disk at once, whatever happens to the run next
 
     def v2_runner_on_skipped(self, result):
         self._record(result, "skipped")
 
     def v2_runner_on_unreachable(self, result):
         self._record(result, "unreachable")
+        self._sync()
 
     def _record(self, result, status, ignored=False):
         if self._run is None:

@@ -188,12 +188,14 @@ class RemoteCopy:
 class AuditLog:
     """Appends sealed records to a log file: created 0600 (directory 0700), each line written whole under an
     exclusive lock, chained to the line that is really last in the file at that moment (so two runs writing at
-    once still make one valid chain), and fsync'ed before the call returns."""
+    once still make one valid chain), and fsync'ed before the call returns, or with ``sync=False`` at the next
+    ``sync()`` (a group commit: the callback syncs the results of a task once, before the next task starts)."""
 
     def __init__(self, path, key, copy=None):
         self.path, self.key, self.copy = path, key, copy
         self.warnings = []
         self._fd = None
+        self._unsynced = False
 
     def open(self):
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -233,10 +235,23 @@ class AuditLog:
 
     def close(self):
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = None
         if self.copy is not None:
             self.copy.close()
+
+    def sync(self):
+        """fsync the lines appended with ``sync=False`` since the last sync (nothing to do when there are none)."""
+        if self._fd is None or not self._unsynced:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise AuditError("cannot sync the audit log %s (%s)" % (self.path, exc.strerror)) from None
+        self._unsynced = False
 
     def _tail(self):
         """(MAC of the file's last line or GENESIS, whether the file ends inside a line)."""
@@ -265,8 +280,9 @@ class AuditLog:
         )
         return GENESIS, partial
 
-    def append(self, record):
-        """Seal ``record`` after the file's last line, append it, fsync; return the sealed record."""
+    def append(self, record, sync=True):
+        """Seal ``record`` after the file's last line, append it, fsync (with ``sync=False``: leave the fsync to the
+        next ``sync()``, ``append()`` or ``close()``); return the sealed record."""
         if self._fd is None:
             raise AuditError("the audit log is not open")
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -283,7 +299,9 @@ class AuditLog:
                         continue
                     raise AuditError("cannot write the audit log %s (%s)" % (self.path, exc.strerror)) from None
                 view = view[n:]
-            os.fsync(self._fd)
+            self._unsynced = True
+            if sync:
+                self.sync()
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         if self.copy is not None:

@@ -292,7 +292,7 @@ class Run:
         self.started = False
         self.ended = False
 
-    def _write(self, kind, fields):
+    def _write(self, kind, fields, sync=True):
         record = {
             "v": FORMAT_VERSION,
             "type": kind,
@@ -303,7 +303,7 @@ class Run:
             "controller": self.controller,
         }
         record.update(fields)
-        sealed = self.log.append(record)
+        sealed = self.log.append(record, sync=sync)
         self.seq += 1
         return sealed
 
@@ -367,7 +367,8 @@ class Run:
         if ignored:
             fields["ignored"] = True
         fields.update({k: scrub(v) for k, v in extra.items() if v is not None})
-        return self._write("task", fields)
+        # A task's results are synced together, before the next task starts (the callback calls log.sync()).
+        return self._write("task", fields, sync=False)
 
     def end(self, stats=None, complete=True, **fields):
         """``run_end``: sealed with the number of this run's records before it, the per-result counts and the hosts'

@@ -384,3 +384,72 @@ def test_remote_copy_targets(target, address):
 def test_remote_copy_bad_targets(target):
     with pytest.raises(ac.AuditError, match="copy_to_host"):
         ac.RemoteCopy(target)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """The real os.fsync, with the size of the synced file recorded at each call."""
+    calls = []
+    real = os.fsync
+
+    def fsync(fd):
+        calls.append(os.fstat(fd).st_size)
+        real(fd)
+
+    monkeypatch.setattr(ac.os, "fsync", fsync)
+    return calls
+
+
+def test_appends_without_sync_are_synced_together_by_the_next_sync(tmp_path, fsyncs):
+    path = tmp_path / "audit.log"
+    log = ac.AuditLog(str(path), KEY).open()
+    fsyncs.clear()  # creating the log syncs its directory
+    for i in range(3):
+        log.append({"type": "task", "i": i}, sync=False)
+    assert fsyncs == []  # written (readers see them) but not yet synced
+    assert len(lines(path)) == 3
+    log.sync()
+    assert fsyncs == [path.stat().st_size]
+    log.sync()  # nothing new: no second fsync
+    assert len(fsyncs) == 1
+    log.append({"type": "task", "i": 3})  # sync=True (the default) syncs at once
+    assert len(fsyncs) == 2
+    log.append({"type": "task", "i": 4}, sync=False)
+    log.close()  # close syncs what is pending
+    assert fsyncs[-1] == path.stat().st_size and len(fsyncs) == 3
+    recs = [json.loads(x) for x in lines(path)]
+    assert [r["i"] for r in recs] == [0, 1, 2, 3, 4]
+    assert recs[0]["prev"] == ac.GENESIS and all(b["prev"] == a["mac"] for a, b in itertools.pairwise(recs))
+
+
+def test_a_runs_task_records_wait_for_a_sync_while_its_start_and_end_are_synced_as_written(tmp_path, fsyncs):
+    path = tmp_path / "audit.log"
+    log = ac.AuditLog(str(path), KEY).open()
+    fsyncs.clear()
+    run = Run(log, "alice", "ctl", "/pb/site.yml")
+    run.start(check=False)
+    assert len(fsyncs) == 1
+    for t in range(3):
+        run.task(host="h%d" % t, action="ansible.builtin.ping", result="ok", task="t", play="p")
+    assert len(fsyncs) == 1
+    run.end(stats={})  # run_end's fsync covers the task records before it
+    assert fsyncs == [fsyncs[0], path.stat().st_size]
+    log.close()
+    assert len(fsyncs) == 2
+    s = verify(path)
+    assert s.finding is None and s.records == 5
+
+
+def test_a_failed_sync_is_an_audit_error_naming_the_log(tmp_path, monkeypatch):
+    path = tmp_path / "audit.log"
+    log = ac.AuditLog(str(path), KEY).open()
+    log.append({"type": "task"}, sync=False)
+
+    def fail(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ac.os, "fsync", fail)
+    with pytest.raises(ac.AuditError, match=r"cannot sync the audit log .*audit\.log \(Input/output error\)"):
+        log.sync()
+    monkeypatch.undo()
+    log.close()
