@@ -59,6 +59,9 @@ lab_strategy() {
   dir=$(.venv/bin/python -c 'import os, ansible_mitogen; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null) \
     || die "Mitogen is not in .venv (requirements.txt)." "Run make setup, or set AUTOGLM_LAB_STRATEGY=linear."
   export ANSIBLE_STRATEGY_PLUGINS=$PWD/lab/plugins/strategy:$dir/plugins/strategy ANSIBLE_STRATEGY=autoglm_mitogen_linear
+  # The strategy keeps Jinja's compiled templates here across runs (lab/plugins/strategy/autoglm_mitogen_linear.py);
+  # AUTOGLM_TEMPLATE_CODE_CACHE= (empty) compiles every template as Ansible does.
+  export AUTOGLM_TEMPLATE_CODE_CACHE=${AUTOGLM_TEMPLATE_CODE_CACHE-$PWD/.cache/template-code}
 }
 
 # ansible-test and `autoglm.fleet.*` names need the checkout under ansible_collections/autoglm/fleet.

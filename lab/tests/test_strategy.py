@@ -3,11 +3,13 @@ directories listed once, in the strategy's process, instead of in every worker t
 
 import importlib.util
 import os
+import stat
 import subprocess
 from pathlib import Path
 
 import ansible.collections.list
 import ansible_mitogen.planner
+import jinja2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +68,7 @@ def test_a_collection_module_runs_under_the_strategy(tmp_path):
     (tmp_path / "play.yml").write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - community.general.read_csv: {path: %s/data.csv, key: name}\n      register: r\n"
-        "    - ansible.builtin.debug: {msg: \"{{ r.dict.green.port }}\"}\n" % tmp_path
+        '    - ansible.builtin.debug: {msg: "{{ r.dict.green.port }}"}\n' % tmp_path
     )
     env = {
         **os.environ,
@@ -76,8 +78,166 @@ def test_a_collection_module_runs_under_the_strategy(tmp_path):
         "ANSIBLE_STRATEGY_PLUGINS": "%s:%s" % (PLUGIN.parent, mitogen),
         "ANSIBLE_STRATEGY": "autoglm_mitogen_linear",
     }
-    argv = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % (ROOT / ".venv/bin/python"), str(tmp_path / "play.yml")]
+    argv = [
+        str(ROOT / ".venv/bin/ansible-playbook"),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        "ansible_python_interpreter=%s" % (ROOT / ".venv/bin/python"),
+        str(tmp_path / "play.yml"),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "msg: '8002'" in proc.stdout, proc.stdout[-2000:]
+
+    # With the compiled-template cache (as lab_strategy sets it): the first run fills it, the second loads from it.
+    cache = tmp_path / "template-code"
+    env["AUTOGLM_TEMPLATE_CODE_CACHE"] = str(cache)
+    runs = []
+    for _run in range(2):
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "msg: '8002'" in proc.stdout and "not caching" not in proc.stderr, proc.stdout[-2000:]
+        runs.append(sorted((p.name, p.stat().st_mtime_ns) for p in cache.iterdir()))
+    assert runs[0], "the first run compiled no template through the cache"
+    assert runs[1] == runs[0]  # the second run wrote nothing: every template came from the cache
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
+# ---------------------------------------------------------------------------------------------------- template code
+class NoContext:
+    """Stands in for Ansible's _TemplateCompileContext outside a compile of Ansible's (no backslash escaping)."""
+
+    @staticmethod
+    def current(optional=True):
+        return None
+
+
+class Env(jinja2.Environment):
+    pass
+
+
+FIELDS = ("block_start_string", "variable_start_string", "variable_end_string")
+REAL_COMPILE = jinja2.Environment.compile
+
+
+def make_cache(strategy, directory, counter):
+    def counting_compile(env, *args):
+        counter.append(args[0] if isinstance(args[0], str) else "node")
+        return REAL_COMPILE(env, *args)
+
+    assert strategy.TemplateCodeCache.usable_directory(str(directory)) is None
+    return strategy.TemplateCodeCache(str(directory), counting_compile, Env, FIELDS, NoContext)
+
+
+def render(env, code, **variables):
+    return env.template_class.from_code(env, code, env.make_globals(None), None).render(**variables)
+
+
+TEMPLATES = {
+    "{{ name | upper }} on {{ port }}": "BLUE on 8001",
+    "{% for p in ports if p is odd %}{{ p }},{% endfor %}": "8001,8003,",
+    "{{ 'a' ~ name | length }}": "a4",
+}
+
+
+def test_a_second_process_loads_the_code_instead_of_compiling_and_renders_the_same(strategy, tmp_path):
+    directory = tmp_path / "template-code"
+    assert strategy.TemplateCodeCache.usable_directory(str(directory)) is None
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    env, compiled = Env(), []
+    first = make_cache(strategy, directory, compiled)
+    out = {t: render(env, first.compile(env, t), name="blue", port=8001, ports=[8001, 8002, 8003]) for t in TEMPLATES}
+    assert out == TEMPLATES
+    assert (first.misses, first.hits, len(compiled)) == (3, 0, 3)
+    assert len([p for p in directory.iterdir() if not p.name.startswith(".tmp-")]) == 3
+
+    again = []
+    second = make_cache(strategy, directory, again)  # another worker: an empty memory, the same directory
+    for t, want in TEMPLATES.items():
+        assert render(env, second.compile(env, t), name="blue", port=8001, ports=[8001, 8002, 8003]) == want
+        second.compile(env, t)  # and from its memory the second time
+    assert again == [] and (second.misses, second.hits) == (0, 6)
+
+
+def test_a_filter_that_now_takes_the_context_recompiles_its_templates(strategy, tmp_path):
+    env, compiled = Env(), []
+    env.filters["greet"] = lambda value: "hello " + value
+    cache = make_cache(strategy, tmp_path / "c", compiled)
+    assert render(env, cache.compile(env, "{{ name | greet }}"), name="blue") == "hello blue"
+
+    @jinja2.pass_context
+    def greet(context, value):
+        return "hello %s from %s" % (value, context["site"])
+
+    env.filters["greet"] = greet  # the plugin changed: its compiled call must pass the context now
+    fresh = make_cache(strategy, tmp_path / "c", compiled)
+    assert render(env, fresh.compile(env, "{{ name | greet }}"), name="blue", site="lab") == "hello blue from lab"
+    assert compiled == ["{{ name | greet }}", "{{ name | greet }}"]
+    assert render(env, cache.compile(env, "{{ name | greet }}"), name="blue", site="lab") == "hello blue from lab"
+
+
+def test_other_delimiters_are_another_template(strategy, tmp_path):
+    plain, other, compiled = Env(), Env(variable_start_string="[[", variable_end_string="]]"), []
+    cache = make_cache(strategy, tmp_path / "c", compiled)
+    assert render(plain, cache.compile(plain, "[[ x ]] {{ x }}"), x=1) == "[[ x ]] 1"
+    assert render(other, cache.compile(other, "[[ x ]] {{ x }}"), x=1) == "1 {{ x }}"
+    assert len(compiled) == 2
+
+
+def test_a_damaged_entry_is_compiled_again(strategy, tmp_path):
+    env, compiled = Env(), []
+    make_cache(strategy, tmp_path / "c", compiled).compile(env, "{{ x }}")
+    (entry,) = list((tmp_path / "c").iterdir())
+    entry.write_bytes(b"not marshal data")
+    cache = make_cache(strategy, tmp_path / "c", compiled)
+    assert render(env, cache.compile(env, "{{ x }}"), x=7) == "7"
+    assert cache.misses == 1 and len(compiled) == 2
+
+
+def test_code_is_never_loaded_from_a_directory_others_may_write(strategy, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert "others may write to" in strategy.TemplateCodeCache.usable_directory(str(shared))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 65534, 65534)
+    assert "belongs to uid 65534" in strategy.TemplateCodeCache.usable_directory(str(foreign))
+    assert strategy.install_template_code_cache(str(shared)) is None
+
+
+def test_ansibles_own_templating_renders_the_same_through_the_cache(strategy, tmp_path):
+    """Ansible's Templar (filters, tests, backslash escaping in expressions, conditionals) with the cache installed,
+    cold then warm, against the same templates without it."""
+    from ansible._internal._templating import _jinja_bits
+    from ansible.template import Templar, trust_as_template
+
+    cases = [
+        "{{ items | map('upper') | join(',') }}",
+        "{{ 'a\\b' ~ '|' ~ (items | length) }}",
+        "{{ {'k': items} | to_json }}",
+        "{% if items is sequence %}seq{% endif %}",
+    ]
+    variables = {"items": ["x", "y"]}
+
+    def run():
+        templar = Templar(variables=variables)
+        out = [templar.template(trust_as_template(c)) for c in cases]
+        out.append(templar.evaluate_conditional(trust_as_template("items | length == 2")))
+        return out
+
+    want = run()
+    original = _jinja_bits.AnsibleEnvironment.compile
+    try:
+        cache = strategy.install_template_code_cache(str(tmp_path / "c"))
+        assert cache is not None
+        assert run() == want and cache.misses > 0
+        cache._memory.clear()  # as a fresh worker: from the directory only
+        misses = cache.misses
+        assert run() == want
+        assert cache.misses == misses and cache.hits > 0
+    finally:
+        _jinja_bits.AnsibleEnvironment.compile = original

@@ -9,6 +9,14 @@ community.crypto, autoglm.fleet: a third of an unchanged site.yml's tasks) walke
 the ~100 collections of the ansible package included: a few hundred milliseconds of CPU each on the lab's 2 cores.
 Here the list is worked out once, in the strategy's process, before any worker forks, and the workers inherit it.
 It cannot change during a run (the same collections_path, the same installed collections).
+
+The second thing it does: Ansible compiles every template it renders (task arguments, conditions, role variables)
+from scratch, and since each worker is a fresh fork that dies after one task, the same few hundred templates are
+compiled again and again (4 615 compiles of 937 distinct templates in an unchanged site.yml on the lab, a third of the
+workers' CPU). With AUTOGLM_TEMPLATE_CODE_CACHE set to a directory (scripts/lib.sh lab_strategy sets
+.cache/template-code), the Python code Jinja compiles a template to is kept there, keyed by everything the compiler
+reads (see TemplateCodeCache), and loaded instead of compiled again. The directory must be the controller user's own,
+mode 0700: loading code from it runs it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,14 @@ description:
   - The lab harness's (C(make lab), C(scripts/lib.sh lab_strategy)); not part of the collection.
 author: autoglm.fleet contributors
 """
+
+import contextlib
+import hashlib
+import importlib.util
+import marshal
+import os
+import stat
+import tempfile
 
 # Mitogen is installed in the controller's venv (requirements.txt), so its package imports as any other.
 import ansible.collections.list
@@ -39,6 +55,171 @@ def _load_collections(invocation):
 
 
 ansible_mitogen.planner._load_collections = _load_collections
+
+
+class TemplateCodeCache:
+    """Jinja's compiled code of each template, kept in a private directory across runs and processes.
+
+    A key covers everything Jinja's compiler reads: the environment's class and delimiters/whitespace settings, its
+    optimizer switch, Ansible's backslash escaping of the compile in progress, the template's text (or, for an
+    expression Ansible has parsed already, the whole syntax tree), its name, filename and defer_init, and the
+    versions of Python's bytecode, Jinja and ansible-core. The code also depends on how each filter and test the
+    template names takes its arguments (pass_context and the like, read when the call is compiled): those are
+    stored with the code and compared on every load, so a plugin that changes recompiles its templates. Anything
+    unusual (a raw compile, Ansible's template debugging, an unreadable or foreign entry) compiles as usual.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, directory, compile_function, environment_class, override_fields, compile_context):
+        self.directory = directory
+        self._compile = compile_function
+        self._environment_class = environment_class
+        self._override_fields = override_fields
+        self._compile_context = compile_context
+        self._memory = {}
+        self.hits = self.misses = 0
+        import jinja2
+        from ansible.release import __version__ as ansible_version
+
+        self._salt = repr((self.FORMAT, importlib.util.MAGIC_NUMBER, jinja2.__version__, ansible_version))
+
+    @staticmethod
+    def usable_directory(directory):
+        """Create `directory` 0700 when missing; return None when it is the controller user's own and no one else
+        may write to it, else the reason not to load code from it."""
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            st = os.lstat(directory)
+        except OSError as exc:
+            return "cannot create %s (%s)" % (directory, exc.strerror)
+        if not stat.S_ISDIR(st.st_mode):
+            return "%s is not a directory" % directory
+        if st.st_uid != os.geteuid():
+            return "%s belongs to uid %d, not to this user" % (directory, st.st_uid)
+        if st.st_mode & 0o022:
+            return "others may write to %s (mode %04o)" % (directory, stat.S_IMODE(st.st_mode))
+        return None
+
+    def _key(self, env, source, name, filename, defer_init):
+        context = self._compile_context.current(optional=True)
+        text = source if isinstance(source, str) else repr(source)
+        return repr(
+            (
+                self._salt,
+                type(env).__module__,
+                type(env).__qualname__,
+                tuple(getattr(env, field) for field in self._override_fields),
+                None if context is None else bool(context.escape_backslashes),
+                env.optimized,
+                type(source).__name__ if not isinstance(source, str) else "str",
+                str(text),
+                name,
+                filename,
+                defer_init,
+            )
+        )
+
+    @staticmethod
+    def _calls(env, tree):
+        """(kind, name, how the function takes its arguments) of each filter and test the template names."""
+        from jinja2 import nodes
+        from jinja2.utils import _PassArg
+
+        out = set()
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            function = (env.filters if kind == "filter" else env.tests).get(node.name)
+            passes = _PassArg.from_obj(function) if function is not None else None
+            out.add((kind, node.name, None if function is None else getattr(passes, "name", "none")))
+        return tuple(sorted(out, key=repr))
+
+    @classmethod
+    def _still_true(cls, env, calls):
+        from jinja2.utils import _PassArg
+
+        for kind, name, passes in calls:
+            function = (env.filters if kind == "filter" else env.tests).get(name)
+            now = None if function is None else getattr(_PassArg.from_obj(function), "name", "none")
+            if now != passes:
+                return False
+        return True
+
+    def compile(self, env, source, name=None, filename=None, raw=False, defer_init=False):
+        if raw or not isinstance(env, self._environment_class) or getattr(env, "_debuggable_template_source", False):
+            return self._compile(env, source, name, filename, raw, defer_init)
+        key = self._key(env, source, name, filename, defer_init)
+        entry = self._memory.get(key)
+        if entry is not None and self._still_true(env, entry[0]):
+            self.hits += 1
+            return entry[1]
+        path = os.path.join(self.directory, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+        try:
+            with open(path, "rb") as f:
+                # The directory is this user's own, 0700 (usable_directory): nothing another user wrote is loaded.
+                fmt, stored_key, calls, code = marshal.load(f)  # noqa: S302
+            if fmt == self.FORMAT and stored_key == key and self._still_true(env, calls):
+                self._memory[key] = (calls, code)
+                self.hits += 1
+                return code
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        self.misses += 1
+        code = self._compile(env, source, name, filename, raw, defer_init)
+        tree = source if not isinstance(source, str) else env._parse(source, name, filename)
+        calls = self._calls(env, tree)
+        self._memory[key] = (calls, code)
+        self._store(path, (self.FORMAT, key, calls, code))
+        return code
+
+    def _store(self, path, entry):
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                marshal.dump(entry, f)
+            os.replace(tmp, path)  # whole or not at all, whatever another worker writes at the same time
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def install_template_code_cache(directory, display=None):
+    """Compile Ansible's templates through a TemplateCodeCache in `directory`; return it (None when not installed:
+    an unusable directory, or an ansible-core whose templating this was not written for)."""
+    try:
+        from ansible._internal._templating import _jinja_bits
+        from ansible.release import __version__ as ansible_version
+
+        environment_class = _jinja_bits.AnsibleEnvironment
+        override_fields = _jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES
+        compile_context = _jinja_bits._TemplateCompileContext
+    except (ImportError, AttributeError):
+        return None
+    if not ansible_version.startswith(("2.19.", "2.20.")):
+        return None
+    why = TemplateCodeCache.usable_directory(directory)
+    if why is not None:
+        if display is not None:
+            display.warning("autoglm_mitogen_linear: not caching compiled templates: %s" % why)
+        return None
+    original = environment_class.compile
+    cache = TemplateCodeCache(directory, original, environment_class, override_fields, compile_context)
+
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        return cache.compile(self, source, name, filename, raw, defer_init)
+
+    compile.__wrapped__ = original
+    environment_class.compile = compile
+    return cache
+
+
+if os.environ.get("AUTOGLM_TEMPLATE_CODE_CACHE"):
+    from ansible.utils.display import Display
+
+    TEMPLATE_CODE_CACHE = install_template_code_cache(os.environ["AUTOGLM_TEMPLATE_CODE_CACHE"], Display())
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
