@@ -45,6 +45,11 @@ import ansible.collections.list
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
+import jinja2
+from ansible.release import __version__ as ANSIBLE_VERSION
+from ansible.utils.display import Display
+from jinja2 import nodes
+from jinja2.utils import _PassArg
 
 COLLECTION_DIRS = tuple(path.decode("utf-8") for path in ansible.collections.list.list_collection_dirs())
 
@@ -79,10 +84,7 @@ class TemplateCodeCache:
         self._compile_context = compile_context
         self._memory = {}
         self.hits = self.misses = 0
-        import jinja2
-        from ansible.release import __version__ as ansible_version
-
-        self._salt = repr((self.FORMAT, importlib.util.MAGIC_NUMBER, jinja2.__version__, ansible_version))
+        self._salt = repr((self.FORMAT, importlib.util.MAGIC_NUMBER, jinja2.__version__, ANSIBLE_VERSION))
 
     @staticmethod
     def usable_directory(directory):
@@ -123,9 +125,6 @@ class TemplateCodeCache:
     @staticmethod
     def _calls(env, tree):
         """(kind, name, how the function takes its arguments) of each filter and test the template names."""
-        from jinja2 import nodes
-        from jinja2.utils import _PassArg
-
         out = set()
         for node in tree.find_all((nodes.Filter, nodes.Test)):
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
@@ -136,8 +135,6 @@ class TemplateCodeCache:
 
     @classmethod
     def _still_true(cls, env, calls):
-        from jinja2.utils import _PassArg
-
         for kind, name, passes in calls:
             function = (env.filters if kind == "filter" else env.tests).get(name)
             now = None if function is None else getattr(_PassArg.from_obj(function), "name", "none")
@@ -190,15 +187,14 @@ def install_template_code_cache(directory, display=None):
     """Compile Ansible's templates through a TemplateCodeCache in `directory`; return it (None when not installed:
     an unusable directory, or an ansible-core whose templating this was not written for)."""
     try:
-        from ansible._internal._templating import _jinja_bits
-        from ansible.release import __version__ as ansible_version
+        from ansible._internal._templating import _jinja_bits  # private: absent or moved in another ansible-core
 
         environment_class = _jinja_bits.AnsibleEnvironment
         override_fields = _jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES
         compile_context = _jinja_bits._TemplateCompileContext
     except (ImportError, AttributeError):
         return None
-    if not ansible_version.startswith(("2.19.", "2.20.")):
+    if not ANSIBLE_VERSION.startswith(("2.19.", "2.20.")):
         return None
     why = TemplateCodeCache.usable_directory(directory)
     if why is not None:
@@ -217,8 +213,6 @@ def install_template_code_cache(directory, display=None):
 
 
 if os.environ.get("AUTOGLM_TEMPLATE_CODE_CACHE"):
-    from ansible.utils.display import Display
-
     TEMPLATE_CODE_CACHE = install_template_code_cache(os.environ["AUTOGLM_TEMPLATE_CODE_CACHE"], Display())
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
