@@ -123,4 +123,4 @@ def test_container_serves(image, tiny_vlm, screenshot, data_url, tmp_path_factor
         docker("stop", "--time", "30", name, timeout=60)
         assert docker("inspect", name, "--format", "{{.State.ExitCode}}") == "0"
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)

@@ -275,7 +275,7 @@ def sh(container, script, check=True):
 def site(world):
     """A lab host and the trap on an --internal network; the host's apt goes through the trap for any source."""
     for name in (SITE, TRAP):
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
     subprocess.run(["docker", "network", "rm", NET], capture_output=True, check=False)
     run("docker", "network", "create", "--internal", NET)
     try:
@@ -297,7 +297,7 @@ def site(world):
         yield {"inventory": inventory}
     finally:
         for name in (SITE, TRAP):
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+            subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
         subprocess.run(["docker", "network", "rm", NET], capture_output=True, check=False)
 
 
