@@ -2,6 +2,7 @@
 directories listed once, in the strategy's process, instead of in every worker that runs a collection's module."""
 
 import importlib.util
+import json
 import os
 import stat
 import subprocess
@@ -104,6 +105,83 @@ def test_a_collection_module_runs_under_the_strategy(tmp_path):
     assert runs[0], "the first run compiled no template through the cache"
     assert runs[1] == runs[0]  # the second run wrote nothing: every template came from the cache
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------------------------------------- skipped without a worker
+SKIP_PLAY = """
+- hosts: g
+  gather_facts: false
+  tasks:
+    - {name: plain false, ansible.builtin.debug: {msg: never}, when: false}
+    - name: per host
+      ansible.builtin.command: "true"
+      when: flag | int == 1
+      register: per_host
+      changed_when: false
+    - {name: an undefined variable, ansible.builtin.debug: {msg: no}, when: nothing_here is defined, register: gone}
+    - {name: the registered skip, ansible.builtin.debug: {var: gone}}
+    - {name: an error in the condition, ansible.builtin.debug: {msg: no}, when: nothing_here == 1, ignore_errors: true}
+    - {name: a loop, ansible.builtin.debug: {msg: "{{ item }}"}, loop: [1, 2, 3], when: item != 2}
+    - {name: an include, ansible.builtin.include_tasks: inc.yml, when: flag | int == 5}
+    - {name: no_log, ansible.builtin.debug: {msg: secret}, no_log: true, when: false, register: secret}
+    - {name: the registered no_log skip, ansible.builtin.debug: {var: secret}}
+    - {name: a connection variable, ansible.builtin.debug: {msg: "{{ ansible_host }}"}, when: ansible_host is defined}
+    - {name: delegated, ansible.builtin.debug: {msg: never}, delegate_to: h1, when: false}
+    - {name: a templated condition, ansible.builtin.debug: {msg: never}, when: "{{ flag | int == 9 }}"}
+    - {name: run once, ansible.builtin.debug: {msg: never}, run_once: true, when: false}
+    - {name: notify, ansible.builtin.command: "true", changed_when: true, notify: maybe}
+  handlers:
+    - {name: maybe, ansible.builtin.debug: {msg: handled}, when: flag | int == 1}
+"""
+
+
+def _without_times(value):
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k not in ("start", "end", "duration", "delta", "id")}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+@pytest.mark.integration
+def test_a_task_skipped_without_a_worker_reports_what_a_worker_reports(tmp_path):
+    """The same play with and without SkipInStrategy (AUTOGLM_SKIP_IN_STRATEGY=0): every task's result for every host,
+    the recap, registered skips and no_log censoring are the same, and the strategy did answer skips itself (a clean
+    False) while conditions that error, warn, loop or delegate went to workers."""
+    mitogen = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    (tmp_path / "inv").write_text("[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n")
+    (tmp_path / "inc.yml").write_text("- ansible.builtin.debug: {msg: included}\n")
+    (tmp_path / "play.yml").write_text(SKIP_PLAY)
+    (tmp_path / "ansible.cfg").write_text(
+        "[defaults]\nstdout_callback = ansible.posix.json\ndeprecation_warnings = false\nverbose_to_stderr = true\n"
+    )
+    out = {}
+    for switch in ("0", "1"):
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
+            "ANSIBLE_STRATEGY_PLUGINS": "%s:%s" % (PLUGIN.parent, mitogen),
+            "ANSIBLE_STRATEGY": "autoglm_mitogen_linear",
+            "AUTOGLM_SKIP_IN_STRATEGY": switch,
+        }
+        python = "ansible_python_interpreter=%s" % (ROOT / ".venv/bin/python")
+        argv = [str(ROOT / ".venv/bin/ansible-playbook"), "-vv", "-e", python, "-i", "inv", "play.yml"]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        out[switch] = (_without_times(json.loads(proc.stdout)), proc.stderr)
+
+    assert out["1"][0] == out["0"][0]
+    assert "host-task(s) skipped without a worker" not in out["0"][1]
+    # 11 clean False answers: plain false x2, h2's per-host, undefined x2, include x2, no_log x2, run once, h2's
+    # handler; to workers: the loop, delegated, the templated condition (it warns) and every true or failing one.
+    assert "autoglm_mitogen_linear: 11 host-task(s) skipped without a worker, 18 given to workers" in out["1"][1]
+    tasks = {}
+    for task in out["1"][0]["plays"][0]["tasks"]:
+        tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    assert tasks["per host"]["h2"]["false_condition"] == "flag | int == 1" and tasks["per host"]["h2"]["skipped"]
+    assert tasks["no_log"]["h1"]["censored"].startswith("the output has been hidden")
+    assert tasks["the registered skip"]["h1"]["gone"]["skip_reason"] == "Conditional result was False"
+    assert out["1"][0]["stats"]["h2"]["skipped"] == 8
 
 
 # ---------------------------------------------------------------------------------------------------- template code
