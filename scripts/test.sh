@@ -17,6 +17,18 @@ if [ "${1:-}" = setup ]; then
   setup_row=$(printf '%-12s %-7s %4dm%02ds' setup passed $((secs / 60)) $((secs % 60)))
 fi
 [ -x .venv/bin/ansible-playbook ] || die "the controller venv is missing." "Run make setup (or make test) first."
+# After set-up, the tiers of `make test` took 10.3 GiB more at their peak (a clean clone on 2026-12-07, sampled every
+# 15 s), and the e2e lab's preflight then wants 3 GiB free at a host's model path. Short of that, say so now, not in
+# the e2e tier half an hour later (the run goes on: a smaller selection of tiers needs less).
+need_gib=14
+free_gib=$(( $(df --output=avail -k "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" \
+  2>/dev/null | tail -n 1 || echo 0) / 1048576 ))
+if [ "$free_gib" -lt "$need_gib" ]; then
+  printf '\nWARNING: only %s GiB free for Docker; every tier together needs about %s GiB at the peak (short of it, a\n' \
+    "$free_gib" "$need_gib" >&2
+  printf '         lab host'"'"'s preflight refuses its model path or an image load fails). Free some space (docker system\n' >&2
+  printf '         df shows what is held) or run fewer tiers.\n' >&2
+fi
 
 # Free space where the tiers write the most: Docker's root (images, lab hosts' volumes) and the checkout (.cache).
 disk_free() {
