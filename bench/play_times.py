@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Each play's wall time in one or two ansible-playbook logs written with the profile_tasks callback (ansible.cfg
 enables it), side by side with their ratio: where a larger fleet's re-run spends its extra time.
 
