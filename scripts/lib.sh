@@ -70,3 +70,11 @@ link_collection() {
   ln -sfn ../../../.. .cache/collections/ansible_collections/autoglm/fleet
   info "$(readlink -f .cache/collections/ansible_collections/autoglm/fleet)"
 }
+
+# Docker's root directory (images, containers, the lab hosts' volumes).
+docker_root() { docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker; }
+# Free space where the tests write the most: Docker's root and the checkout (.cache).
+disk_free() {
+  printf 'free: %s docker, %s here' "$(df -h --output=avail "$(docker_root)" 2>/dev/null | tail -n 1 | tr -d ' ')" \
+    "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
+}

@@ -21,22 +21,13 @@ fi
 # 15 s), and the e2e lab's preflight then wants 3 GiB free at a host's model path. Short of that, say so now, not in
 # the e2e tier half an hour later (the run goes on: a smaller selection of tiers needs less).
 need_gib=14
-free_gib=$(( $(df --output=avail -k "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" \
-  2>/dev/null | tail -n 1 || echo 0) / 1048576 ))
+free_gib=$(( $(df --output=avail -k "$(docker_root)" 2>/dev/null | tail -n 1 || echo 0) / 1048576 ))
 if [ "$free_gib" -lt "$need_gib" ]; then
   printf '\nWARNING: only %s GiB free for Docker; every tier together needs about %s GiB at the peak (short of it, a\n' \
     "$free_gib" "$need_gib" >&2
   printf '         lab host'"'"'s preflight refuses its model path or an image load fails). Free some space (docker system\n' >&2
   printf '         df shows what is held) or run fewer tiers.\n' >&2
 fi
-
-# Free space where the tiers write the most: Docker's root (images, lab hosts' volumes) and the checkout (.cache).
-disk_free() {
-  local root
-  root=$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
-  printf 'free: %s docker, %s here' "$(df -h --output=avail "$root" 2>/dev/null | tail -n 1 | tr -d ' ')" \
-    "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
-}
 
 # pool JOBS LOGDIR START DONE NAME...: run `START NAME` for each NAME, JOBS at a time, each in its own process with its
 # output in LOGDIR/NAME.log. When one ends, `DONE NAME STATUS SECONDS` runs and its log is printed whole. Returns 1

@@ -49,7 +49,7 @@ check_offline() {
 
 step "e2e: remove any earlier e2e lab (bare hosts)"
 # The lab hosts' model paths and engines live on this machine's disk (preflight's disk gate reads it; the lab's is 3 GiB).
-info "free disk: $(df -h --output=avail /var/lib/docker 2>/dev/null | tail -n 1 | tr -d ' ') at /var/lib/docker, $(df -h --output=avail . | tail -n 1 | tr -d ' ') here"
+info "disk $(disk_free)"
 ansible-playbook -i "$inventory" lab/playbooks/lab_down.yml > "$logs/down.log" 2>&1 || { cat "$logs/down.log"; die "lab_down failed"; }
 
 # The e2e lab is an air-gapped site (tests/e2e: an internal network, fleet_bundle): its bundle first, on this machine.

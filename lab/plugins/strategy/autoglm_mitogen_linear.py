@@ -58,6 +58,8 @@ from ansible.utils.display import Display
 from jinja2 import nodes
 from jinja2.utils import _PassArg
 
+# The ansible-core releases whose private templating and executor internals the cache and the skips were written for.
+SUPPORTED_CORE = ANSIBLE_VERSION.startswith(("2.19.", "2.20."))
 COLLECTION_DIRS = tuple(path.decode("utf-8") for path in ansible.collections.list.list_collection_dirs())
 
 
@@ -201,7 +203,7 @@ def install_template_code_cache(directory, display=None):
         compile_context = _jinja_bits._TemplateCompileContext
     except (ImportError, AttributeError):
         return None
-    if not ANSIBLE_VERSION.startswith(("2.19.", "2.20.")):
+    if not SUPPORTED_CORE:
         return None
     why = TemplateCodeCache.usable_directory(directory)
     if why is not None:
@@ -247,7 +249,7 @@ class SkipInStrategy:
             from ansible.executor.task_result import _RawTaskResult
         except ImportError:  # private modules: absent or moved in another ansible-core
             return
-        if ANSIBLE_VERSION.startswith(("2.19.", "2.20.")):
+        if SUPPORTED_CORE:
             self._engine, self._raw_result = TemplateEngine, _RawTaskResult
             self._warnings, self._task_context = _display_utils.DeferredWarningContext, _task.TaskContext
 
