@@ -43,7 +43,7 @@ def test_each_play_runs_from_its_first_task_to_the_next_plays(tmp_path):
     log = tmp_path / "run.log"
     log.write_text(LOG)
     times = _load().play_times(str(log))
-    assert [name for name, _ in times] == ["Bring up the lab hosts", "Preflight"]
+    assert [play[0] for play in times] == ["Bring up the lab hosts", "Preflight"]
     assert abs(times[0][1] - 2.927) < 1e-9  # 0:00:00.573 -> 0:00:03.500
     assert abs(times[1][1] - 69.0) < 1e-9  # 0:00:03.500 -> 0:01:12.500, the last timestamp
 
