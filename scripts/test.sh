@@ -136,9 +136,10 @@ tier_e2e() { lab/scripts/e2e.sh; }
 declare -a rows=()
 [ -z "${setup_row:-}" ] || rows+=("$setup_row  $(disk_free)")
 failed=0
+declare -a failed_tiers=()
 record() {  # tier, status code, seconds
   local status=passed
-  [ "$2" = 0 ] || { status=FAILED; failed=1; }
+  [ "$2" = 0 ] || { status=FAILED; failed=1; failed_tiers+=("$1"); }
   rows+=("$(printf '%-12s %-7s %4dm%02ds  %s' "$1" "$status" $(($3 / 60)) $(($3 % 60)) "$(disk_free)")")
 }
 known() {
@@ -163,9 +164,19 @@ for t in "$@"; do
   known "$t"
   step "tier: $t"
   start=$(date +%s)
-  "tier_$t"; rc=$?
+  mkdir -p .cache/tier-logs
+  "tier_$t" 2>&1 | tee ".cache/tier-logs/$t.log"; rc=${PIPESTATUS[0]}
   record "$t" "$rc" $(( $(date +%s) - start ))
 done
 printf '\n==> tier summary\n'
 printf '    %s\n' "${rows[@]}"
-[ "$failed" = 0 ] || { printf '\nERROR: at least one tier failed; see its output above.\n' >&2; exit 1; }
+[ "$failed" = 0 ] && exit 0
+# A CI machine keeps only the end of a long run's output: name what failed here, not only thousands of lines above.
+printf '\n==> what failed (the lines that name it in each failed tier'"'"'s log, .cache/tier-logs/)\n'
+for t in "${failed_tiers[@]}"; do
+  printf '    %s:\n' "$t"
+  grep -E '^(FAILED|ERROR) |^ERROR: |^FATAL: |^fatal: |^failed: |^E  +[A-Za-z]|FAILED after|FAILED - RETRYING' \
+    ".cache/tier-logs/$t.log" 2>/dev/null | grep -v 'FAILED - RETRYING' | tail -n 15 | cut -c1-300 | sed 's/^/      /'
+done
+printf '\nERROR: at least one tier failed; see its output above.\n' >&2
+exit 1
