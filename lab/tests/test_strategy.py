@@ -143,45 +143,133 @@ def _without_times(value):
     return value
 
 
-@pytest.mark.integration
-def test_a_task_skipped_without_a_worker_reports_what_a_worker_reports(tmp_path):
-    """The same play with and without SkipInStrategy (AUTOGLM_SKIP_IN_STRATEGY=0): every task's result for every host,
-    the recap, registered skips and no_log censoring are the same, and the strategy did answer skips itself (a clean
-    False) while conditions that error, warn, loop or delegate went to workers."""
+def _run_both_ways(tmp_path, play, inventory, modes):
+    """ansible-playbook -vv on `play` under the strategy once per (AUTOGLM_SKIP_IN_STRATEGY, AUTOGLM_RUN_IN_STRATEGY)
+    in `modes`: {mode: (the ansible.posix.json output without times, stderr)}."""
     mitogen = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-    (tmp_path / "inv").write_text("[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n")
-    (tmp_path / "inc.yml").write_text("- ansible.builtin.debug: {msg: included}\n")
-    (tmp_path / "play.yml").write_text(SKIP_PLAY)
+    (tmp_path / "inv").write_text(inventory)
+    (tmp_path / "play.yml").write_text(play)
     (tmp_path / "ansible.cfg").write_text(
         "[defaults]\nstdout_callback = ansible.posix.json\ndeprecation_warnings = false\nverbose_to_stderr = true\n"
     )
     out = {}
-    for switch in ("0", "1"):
+    for skip, run in modes:
         env = {
             **os.environ,
             "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
             "ANSIBLE_STRATEGY_PLUGINS": "%s:%s" % (PLUGIN.parent, mitogen),
             "ANSIBLE_STRATEGY": "autoglm_mitogen_linear",
-            "AUTOGLM_SKIP_IN_STRATEGY": switch,
+            "AUTOGLM_SKIP_IN_STRATEGY": skip,
+            "AUTOGLM_RUN_IN_STRATEGY": run,
         }
         python = "ansible_python_interpreter=%s" % (ROOT / ".venv/bin/python")
         argv = [str(ROOT / ".venv/bin/ansible-playbook"), "-vv", "-e", python, "-i", "inv", "play.yml"]
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        out[switch] = (_without_times(json.loads(proc.stdout)), proc.stderr)
+        assert proc.returncode in (0, 2), proc.stdout[-2000:] + proc.stderr[-2000:]
+        out[(skip, run)] = (_without_times(json.loads(proc.stdout)), proc.stderr)
+    return out
 
-    assert out["1"][0] == out["0"][0]
-    assert "host-task(s) skipped without a worker" not in out["0"][1]
+
+def _by_task(output):
+    tasks = {}
+    for play in output["plays"]:
+        for task in play["tasks"]:
+            tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    return tasks
+
+
+@pytest.mark.integration
+def test_a_task_skipped_without_a_worker_reports_what_a_worker_reports(tmp_path):
+    """The same play with and without SkipInStrategy (AUTOGLM_SKIP_IN_STRATEGY=0): every task's result for every host,
+    the recap, registered skips and no_log censoring are the same, and the strategy did answer skips itself (a clean
+    False) while conditions that error, warn, loop or delegate went to workers."""
+    (tmp_path / "inc.yml").write_text("- ansible.builtin.debug: {msg: included}\n")
+    inventory = "[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n"
+    out = _run_both_ways(tmp_path, SKIP_PLAY, inventory, [("0", "0"), ("1", "0")])
+    assert out[("1", "0")][0] == out[("0", "0")][0]
+    assert "0 host-task(s) skipped and 0 run without a worker, 29 given to workers" in out[("0", "0")][1]
     # 11 clean False answers: plain false x2, h2's per-host, undefined x2, include x2, no_log x2, run once, h2's
     # handler; to workers: the loop, delegated, the templated condition (it warns) and every true or failing one.
-    assert "autoglm_mitogen_linear: 11 host-task(s) skipped without a worker, 18 given to workers" in out["1"][1]
-    tasks = {}
-    for task in out["1"][0]["plays"][0]["tasks"]:
-        tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    assert (
+        "autoglm_mitogen_linear: 11 host-task(s) skipped and 0 run without a worker, 18 given to workers"
+        in out[("1", "0")][1]
+    )
+    tasks = _by_task(out[("1", "0")][0])
     assert tasks["per host"]["h2"]["false_condition"] == "flag | int == 1" and tasks["per host"]["h2"]["skipped"]
     assert tasks["no_log"]["h1"]["censored"].startswith("the output has been hidden")
     assert tasks["the registered skip"]["h1"]["gone"]["skip_reason"] == "Conditional result was False"
-    assert out["1"][0]["stats"]["h2"]["skipped"] == 8
+    assert out[("1", "0")][0]["stats"]["h2"]["skipped"] == 8
+
+
+# ------------------------------------------------------------------------------------------- run without a worker
+RUN_PLAY = """
+- hosts: g
+  gather_facts: false
+  tasks:
+    - {name: a fact from host variables, ansible.builtin.set_fact: {doubled: "{{ flag | int * 2 }}", cacheable: true}}
+    - {name: a fact from that fact, ansible.builtin.set_fact: {tripled: "{{ doubled | int + flag | int }}"}}
+    - {name: registered, ansible.builtin.set_fact: {seen: "{{ hostvars['h1'].doubled }}"}, register: reg}
+    - {name: the registered fact, ansible.builtin.debug: {var: reg}}
+    - {name: a secret, ansible.builtin.set_fact: {secret: hunter2}, no_log: true}
+    - {name: assert per host, ansible.builtin.assert: {that: [flag | int == 1], fail_msg: nope}, ignore_errors: true}
+    - {name: assert quietly, ansible.builtin.assert: {that: [tripled | int >= 0], quiet: true}}
+    - {name: verbosity 3, ansible.builtin.debug: {msg: hidden, verbosity: 3}}
+    - {name: changed debug, ansible.builtin.debug: {msg: "{{ tripled }}"}, changed_when: true, notify: told}
+    - {name: a templated condition, ansible.builtin.debug: {msg: warned}, when: "{{ flag | int == 1 }}"}
+    - {name: run once, ansible.builtin.set_fact: {once: "{{ inventory_hostname }}"}, run_once: true}
+    - {name: check mode, ansible.builtin.debug: {msg: "{{ ansible_check_mode }}"}, check_mode: true}
+    - name: a rescued failure
+      block:
+        - {name: fail on h2, ansible.builtin.fail: {msg: "h2 fails"}, when: flag | int == 0}
+      rescue:
+        - {name: rescued, ansible.builtin.debug: {msg: "{{ ansible_failed_result.msg }}"}}
+    - {name: an include, ansible.builtin.include_tasks: inc.yml}
+    - {name: a role with its arguments, ansible.builtin.include_role: {name: r}, vars: {r_port: 8001}}
+    - name: a role with a bad argument
+      block:
+        - {name: include it, ansible.builtin.include_role: {name: r}, vars: {r_port: nope}}
+      rescue:
+        - {name: refused, ansible.builtin.debug: {msg: "{{ ansible_failed_result.msg }}"}}
+    - {name: an undefined variable, ansible.builtin.debug: {msg: "{{ nothing_here }}"}, ignore_errors: true}
+    - {name: a loop, ansible.builtin.set_fact: {looped: "{{ item }}"}, loop: [1, 2]}
+    - {name: a module, ansible.builtin.command: "true", changed_when: false}
+    - {name: every fact, ansible.builtin.debug: {msg: "{{ [doubled, tripled, seen, once, looped, secret | length] }}"}}
+  handlers:
+    - {name: told, ansible.builtin.debug: {msg: handled}}
+"""
+
+
+@pytest.mark.integration
+def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
+    """The same play with every task in a worker and with RunInStrategy (and the skips): set_fact, assert, debug,
+    fail, a role's argument validation and the includes give every host the same results, facts, handlers, rescues,
+    failures and recap, and loops, modules and a failing template still went to workers."""
+    (tmp_path / "inc.yml").write_text("- {name: included, ansible.builtin.debug: {msg: included}}\n")
+    role = tmp_path / "roles" / "r"
+    (role / "tasks").mkdir(parents=True)
+    (role / "meta").mkdir()
+    (role / "tasks" / "main.yml").write_text("- {name: in the role, ansible.builtin.debug: {msg: '{{ r_port }}'}}\n")
+    (role / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n      r_port: {type: int, required: true}\n"
+    )
+    inventory = "[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n"
+    out = _run_both_ways(tmp_path, RUN_PLAY, inventory, [("0", "0"), ("1", "1")])
+    assert out[("1", "1")][0] == out[("0", "0")][0]
+    assert "0 host-task(s) skipped and 0 run without a worker, 52 given to workers" in out[("0", "0")][1]
+    # Only the loop and the module (2 hosts each) went to workers; h1's false `fail on h2` was skipped.
+    assert (
+        "autoglm_mitogen_linear: 1 host-task(s) skipped and 47 run without a worker, 4 given to workers"
+        in out[("1", "1")][1]
+    )
+    tasks = _by_task(out[("1", "1")][0])
+    assert tasks["every fact"]["h2"]["msg"] == [0, 0, 2, "h1", 2, 7]
+    assert tasks["assert per host"]["h2"]["failed"] and tasks["assert per host"]["h2"]["msg"] == "nope"
+    assert tasks["a secret"]["h1"]["censored"].startswith("the output has been hidden")
+    assert tasks["rescued"]["h2"]["msg"] == "h2 fails"
+    assert "r_port" in tasks["refused"]["h1"]["msg"]
+    assert tasks["told"]["h1"]["msg"] == tasks["told"]["h2"]["msg"] == "handled"
+    assert "'nothing_here' is undefined" in tasks["an undefined variable"]["h1"]["msg"]
+    assert out[("1", "1")][0]["stats"] == out[("0", "0")][0]["stats"]
 
 
 # ---------------------------------------------------------------------------------------------------- template code

@@ -20,6 +20,10 @@ mode 0700: loading code from it runs it.
 
 The third: a task whose condition is false for a host still costs a forked worker, only to find that out
 (SkipInStrategy): the strategy answers those itself, with the worker's result, unless AUTOGLM_SKIP_IN_STRATEGY=0.
+
+The fourth: set_fact, assert, debug, fail, argument validation and the includes never touch the host, yet each costs
+a forked worker per host as well (RunInStrategy): the strategy runs Ansible's own TaskExecutor for them in its own
+process, unless AUTOGLM_RUN_IN_STRATEGY=0.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ description:
     loaded instead of compiled again.
   - A task whose condition is cleanly false for a host is answered in the strategy's process, with the result a
     worker would send, instead of a forked worker (E(AUTOGLM_SKIP_IN_STRATEGY=0) turns this off).
+  - C(set_fact), C(assert), C(debug), C(fail), a role's argument validation, C(include_tasks) and C(include_role)
+    (Ansible's own plugins, without a loop, until, async or delegate_to) run in the strategy's process through
+    Ansible's TaskExecutor instead of a forked worker (E(AUTOGLM_RUN_IN_STRATEGY=0) turns this off).
   - The lab harness's (C(make lab), C(scripts/lib.sh lab_strategy)); not part of the collection.
 author: autoglm.fleet contributors
 """
@@ -50,6 +57,7 @@ import tempfile
 # Mitogen is installed in the controller's venv (requirements.txt), so its package imports as any other.
 import ansible.collections.list
 import ansible_mitogen.loaders
+import ansible_mitogen.mixins
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
 import jinja2
@@ -241,7 +249,7 @@ class SkipInStrategy:
     """
 
     def __init__(self):
-        self.answered = self.passed_on = 0
+        self.answered = 0
         self._engine = self._warnings = self._raw_result = self._task_context = None
         try:
             from ansible._internal import _display_utils, _task
@@ -256,7 +264,6 @@ class SkipInStrategy:
     def result(self, loader, host, task, task_vars, play_context):
         """The worker's result for a task that a clean False condition skips on `host`, or None to run a worker."""
         if self._engine is None or not task.when or task.loop is not None or task.loop_with or task.delegate_to:
-            self.passed_on += 1
             return None
         try:
             with self._task_context(task), self._warnings(variables=task_vars) as warnings:
@@ -273,13 +280,95 @@ class SkipInStrategy:
                 if skip:
                     task.update_result_no_log(templar, result)
             if not skip or warnings.get_warnings() or warnings.get_deprecation_warnings():
-                self.passed_on += 1
                 return None
         except Exception:  # whatever it is, the worker meets it again and reports it as Ansible does
-            self.passed_on += 1
             return None
         self.answered += 1
         return self._raw_result(host=host, task=task, return_data=result, task_fields=task.dump_attrs())
+
+
+class RunInStrategy:
+    """A task whose action never touches the host, run in the strategy's process instead of a forked worker.
+
+    About half of the host-tasks of an unchanged site.yml on the lab are such actions: set_fact, assert, debug, fail,
+    a role's argument validation, include_tasks and include_role (120 of 240 results on the 2 GPU hosts). A worker
+    for each costs a fork of the controller, the worker's set-up and a result sent back; on the lab's 2 cores that is
+    most of what such a task costs, and it grows with every host. Here the strategy runs Ansible's own TaskExecutor
+    on a copy of the task (the worker post-validates its own copy; the strategy's must stay unvalidated for the next
+    host), inside the same task context, with the same variables, play context and results queue, and sends its
+    result as the worker does, so callbacks, `register`, handlers and the recap see what they see from a worker.
+
+    Only these actions, and only Ansible's own plugins for them (a same-named action of a collection or an
+    action_plugins/ folder goes to a worker), with `_requires_connection = False`; no loop, until, async or
+    delegate_to (those send callbacks or sleep in the worker). Everything else goes to a worker as before, and so
+    does everything with an ansible-core this was not written for.
+    """
+
+    ACTIONS = ("set_fact", "assert", "debug", "fail", "validate_argument_spec")
+    INCLUDES = ("include_tasks", "include_role")
+
+    def __init__(self):
+        self.ran = 0
+        self._executor = self._raw_result = self._task_context = None
+        try:
+            from ansible._internal import _task
+            from ansible.executor.task_executor import TaskExecutor
+            from ansible.executor.task_result import _RawTaskResult
+            from ansible.plugins import loader
+        except ImportError:  # private modules: absent or moved in another ansible-core
+            return
+        if SUPPORTED_CORE:
+            self._executor, self._raw_result, self._task_context = TaskExecutor, _RawTaskResult, _task.TaskContext
+            self._loader = loader
+        self._eligible = {}
+
+    def eligible(self, task):
+        """Whether `task` runs here: one of ACTIONS by Ansible's own plugin that needs no connection, or an include;
+        no loop, until, async or delegate_to."""
+        if self._executor is None or task.loop is not None or task.loop_with or task.delegate_to:
+            return False
+        if task.until or task.async_val:
+            return False
+        action = task.action
+        if action not in self._eligible:
+            name = action.rpartition(".")[2]
+            ok = False
+            if action in (name, "ansible.builtin." + name):
+                if name in self.INCLUDES:
+                    ok = True
+                elif name in self.ACTIONS:
+                    cls = self._loader.action_loader.get(action, class_only=True, collection_list=task.collections)
+                    if cls is not None and cls.__bases__[0] is ansible_mitogen.mixins.ActionModuleMixin:
+                        cls = cls.__bases__[1]  # Mitogen's strategy mixes its helpers into every action class it loads
+                    ok = (
+                        cls is not None
+                        and cls.__module__ == "ansible_collections.ansible.builtin.plugins.action." + name
+                        and getattr(cls, "_requires_connection", True) is False
+                    )
+            self._eligible[action] = ok
+        return self._eligible[action]
+
+    def result(self, strategy, host, task, task_vars, play_context):
+        """The result of running `task` for `host` here, as a worker would send it, or None to run a worker."""
+        if not self.eligible(task):
+            return None
+        # The worker's are copies: its TaskExecutor post-validates the task and adds the registered result and the new
+        # facts to the variables, and the strategy keeps both (the task for the next host, the variables for the
+        # result's changed_when/failed_when and the debugger) as they were.
+        own = task.copy(exclude_parent=False, exclude_tasks=True)
+        with self._task_context(own):
+            result = self._executor(
+                host,
+                own,
+                task_vars.copy(),
+                play_context,
+                strategy._loader,
+                self._loader.get_plugin_loader_namespace(),
+                strategy._final_q,
+                strategy._variable_manager,
+            ).run()
+        self.ran += 1
+        return self._raw_result(host=host, task=own, return_data=result, task_fields=own.dump_attrs())
 
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
@@ -287,26 +376,35 @@ Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
     """Mitogen's linear strategy; with AUTOGLM_SKIP_IN_STRATEGY not 0 (scripts/lib.sh lab_strategy leaves it on), a
-    task a clean False condition skips on a host is answered without a worker (SkipInStrategy)."""
+    task a clean False condition skips on a host is answered without a worker (SkipInStrategy), and with
+    AUTOGLM_RUN_IN_STRATEGY not 0 the actions that never touch the host run without one (RunInStrategy)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._skip_in_strategy = SkipInStrategy() if os.environ.get("AUTOGLM_SKIP_IN_STRATEGY", "1") != "0" else None
+        self._to_workers = 0
+        self._run_in_strategy = RunInStrategy() if os.environ.get("AUTOGLM_RUN_IN_STRATEGY", "1") != "0" else None
 
     def run(self, iterator, play_context, result=0):
         result = super().run(iterator, play_context, result)
-        if self._skip_in_strategy is not None:
-            Display().vv(
-                "autoglm_mitogen_linear: %d host-task(s) skipped without a worker, %d given to workers"
-                % (self._skip_in_strategy.answered, self._skip_in_strategy.passed_on)
+        Display().vv(
+            "autoglm_mitogen_linear: %d host-task(s) skipped and %d run without a worker, %d given to workers"
+            % (
+                0 if self._skip_in_strategy is None else self._skip_in_strategy.answered,
+                0 if self._run_in_strategy is None else self._run_in_strategy.ran,
+                self._to_workers,
             )
+        )
         return result
 
     def _queue_task(self, host, task, task_vars, play_context):
         raw = None
         if self._skip_in_strategy is not None:
             raw = self._skip_in_strategy.result(self._loader, host, task, task_vars, play_context)
+        if raw is None and self._run_in_strategy is not None:
+            raw = self._run_in_strategy.result(self, host, task, task_vars, play_context)
         if raw is None:
+            self._to_workers += 1
             return super()._queue_task(host, task, task_vars, play_context)
         # What Ansible's _queue_task and the worker do around the task's run, in the same order.
         self._queued_task_cache[(host.name, task._uuid)] = {
