@@ -233,6 +233,7 @@ RUN_PLAY = """
     - {name: an undefined variable, ansible.builtin.debug: {msg: "{{ nothing_here }}"}, ignore_errors: true}
     - {name: a loop, ansible.builtin.set_fact: {looped: "{{ item }}"}, loop: [1, 2]}
     - {name: a module, ansible.builtin.command: "true", changed_when: false}
+    - {name: a debug of our own, debug: {msg: ours}}
     - {name: every fact, ansible.builtin.debug: {msg: "{{ [doubled, tripled, seen, once, looped, secret | length] }}"}}
   handlers:
     - {name: told, ansible.builtin.debug: {msg: handled}}
@@ -243,7 +244,7 @@ RUN_PLAY = """
 def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
     """The same play with every task in a worker and with RunInStrategy (and the skips): set_fact, assert, debug,
     fail, a role's argument validation and the includes give every host the same results, facts, handlers, rescues,
-    failures and recap, and loops, modules and a failing template still went to workers."""
+    failures and recap, and loops, modules and an action plugin that is not Ansible's own still went to workers."""
     (tmp_path / "inc.yml").write_text("- {name: included, ansible.builtin.debug: {msg: included}}\n")
     role = tmp_path / "roles" / "r"
     (role / "tasks").mkdir(parents=True)
@@ -252,13 +253,21 @@ def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
     (role / "meta" / "argument_specs.yml").write_text(
         "argument_specs:\n  main:\n    options:\n      r_port: {type: int, required: true}\n"
     )
+    # A bare `debug` resolves to the playbook's own action_plugins/debug.py first: not Ansible's, so a worker's.
+    (tmp_path / "action_plugins").mkdir()
+    (tmp_path / "action_plugins" / "debug.py").write_text(
+        "from ansible_collections.ansible.builtin.plugins.action.debug import ActionModule as Debug\n\n\n"
+        "class ActionModule(Debug):\n"
+        "    def run(self, tmp=None, task_vars=None):\n"
+        "        return dict(super().run(tmp, task_vars), ours=True)\n"
+    )
     inventory = "[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n"
     out = _run_both_ways(tmp_path, RUN_PLAY, inventory, [("0", "0"), ("1", "1")])
     assert out[("1", "1")][0] == out[("0", "0")][0]
-    assert "0 host-task(s) skipped and 0 run without a worker, 52 given to workers" in out[("0", "0")][1]
-    # Only the loop and the module (2 hosts each) went to workers; h1's false `fail on h2` was skipped.
+    assert "0 host-task(s) skipped and 0 run without a worker, 54 given to workers" in out[("0", "0")][1]
+    # Only the loop, the module and our own debug (2 hosts each) went to workers; h1's false `fail on h2` was skipped.
     assert (
-        "autoglm_mitogen_linear: 1 host-task(s) skipped and 47 run without a worker, 4 given to workers"
+        "autoglm_mitogen_linear: 1 host-task(s) skipped and 47 run without a worker, 6 given to workers"
         in out[("1", "1")][1]
     )
     tasks = _by_task(out[("1", "1")][0])
@@ -268,6 +277,7 @@ def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
     assert tasks["rescued"]["h2"]["msg"] == "h2 fails"
     assert "r_port" in tasks["refused"]["h1"]["msg"]
     assert tasks["told"]["h1"]["msg"] == tasks["told"]["h2"]["msg"] == "handled"
+    assert tasks["a debug of our own"]["h1"]["ours"] is True
     assert "'nothing_here' is undefined" in tasks["an undefined variable"]["h1"]["msg"]
     assert out[("1", "1")][0]["stats"] == out[("0", "0")][0]["stats"]
 

@@ -330,7 +330,8 @@ class RunInStrategy:
         if task.until or task.async_val:
             return False
         action = task.action
-        if action not in self._eligible:
+        key = (action, tuple(task.collections or ()))  # a bare name resolves through the task's collections
+        if key not in self._eligible:
             name = action.rpartition(".")[2]
             ok = False
             if action in (name, "ansible.builtin." + name):
@@ -345,8 +346,8 @@ class RunInStrategy:
                         and cls.__module__ == "ansible_collections.ansible.builtin.plugins.action." + name
                         and getattr(cls, "_requires_connection", True) is False
                     )
-            self._eligible[action] = ok
-        return self._eligible[action]
+            self._eligible[key] = ok
+        return self._eligible[key]
 
     def result(self, strategy, host, task, task_vars, play_context):
         """The result of running `task` for `host` here, as a worker would send it, or None to run a worker."""
