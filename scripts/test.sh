@@ -175,8 +175,8 @@ printf '    %s\n' "${rows[@]}"
 printf '\n==> what failed (the lines that name it in each failed tier'"'"'s log, .cache/tier-logs/)\n'
 for t in "${failed_tiers[@]}"; do
   printf '    %s:\n' "$t"
-  grep -E '^(FAILED|ERROR) |^ERROR: |^FATAL: |^fatal: |^failed: |^E  +[A-Za-z]|FAILED after|FAILED - RETRYING' \
-    ".cache/tier-logs/$t.log" 2>/dev/null | grep -v 'FAILED - RETRYING' | tail -n 15 | cut -c1-300 | sed 's/^/      /'
+  grep -E '^(FAILED|ERROR) |^ERROR: |^FATAL: |^fatal: |^failed: |^E  +[A-Za-z]|FAILED after' \
+    ".cache/tier-logs/$t.log" 2>/dev/null | tail -n 15 | cut -c1-300 | sed 's/^/      /'
 done
 printf '\nERROR: at least one tier failed; see its output above.\n' >&2
 exit 1

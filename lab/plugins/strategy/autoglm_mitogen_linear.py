@@ -243,9 +243,9 @@ class SkipInStrategy:
     post-validated, its connection variables added - and evaluates the condition with the same variables the worker
     gets. Only a clean False is answered here, with the result the worker builds (skip_reason, false_condition,
     _ansible_no_log) sent through the same results queue, so callbacks, `register` and the recap see what they see
-    from a worker. Everything else goes to a worker as before: a true condition, an error or a warning while
-    evaluating it, a loop (its condition is per item), delegate_to (its variables are worked out in the worker), a
-    task with no condition, and an ansible-core this was not written for.
+    from a worker. Everything else goes on as before (to RunInStrategy, then to a worker): a true condition, an error
+    or a warning while evaluating it, a loop (its condition is per item), delegate_to (its variables are worked out in
+    the worker), a task with no condition, and an ansible-core this was not written for.
     """
 
     def __init__(self):
