@@ -104,7 +104,14 @@ def _publish(ansible_playbook, tmp_path, repository, tag, build_args, record=Non
 PUSH_TASK = "TASK [autoglm.fleet.model_image : Push "
 
 
+def dangling_volumes():
+    """Anonymous volumes no container refers to. The base image declares VOLUME /var/lib/docker, so the check's
+    throwaway container gets one, which its removal must take along (keep_volumes: false; 3 were left per run)."""
+    return set(docker("volume", "ls", "-q", "-f", "dangling=true").stdout.split())
+
+
 def test_a_mismatched_label_stops_the_publish(ansible_playbook, tmp_path, engine):
+    volumes = dangling_volumes()
     result, record = _publish(ansible_playbook, tmp_path, engine, "mismatch",
                               {"CUDA_VERSION": "12.8", "TORCH_CUDA": "13.0"})
     out = result.stdout
@@ -120,9 +127,11 @@ def test_a_mismatched_label_stops_the_publish(ansible_playbook, tmp_path, engine
                                "{{json .Config.Labels}}").stdout)
     assert labels["ai.autoglm.cuda.version"] == "12.8"
     assert docker("ps", "-a", "--filter", "name=autoglm-cuda-check-mismatch", "-q").stdout.strip() == ""
+    assert dangling_volumes() - volumes == set()
 
 
 def test_a_matching_label_reaches_the_push(ansible_playbook, tmp_path, engine):
+    volumes = dangling_volumes()
     result, record = _publish(ansible_playbook, tmp_path, engine, "match",
                               {"CUDA_VERSION": "13.0", "TORCH_CUDA": "13.0"})
     out = result.stdout
@@ -131,6 +140,7 @@ def test_a_matching_label_reaches_the_push(ansible_playbook, tmp_path, engine):
     assert PUSH_TASK in out, out
     assert result.returncode != 0 and not record.exists()
     assert docker("ps", "-a", "--filter", "name=autoglm-cuda-check-match", "-q").stdout.strip() == ""
+    assert dangling_volumes() - volumes == set()
 
 
 def test_the_image_the_last_publish_recorded_is_not_run_again(ansible_playbook, tmp_path, engine):
