@@ -135,11 +135,10 @@ tier_e2e() { lab/scripts/e2e.sh; }
 
 declare -a rows=()
 [ -z "${setup_row:-}" ] || rows+=("$setup_row  $(disk_free)")
-failed=0
 declare -a failed_tiers=()
 record() {  # tier, status code, seconds
   local status=passed
-  [ "$2" = 0 ] || { status=FAILED; failed=1; failed_tiers+=("$1"); }
+  [ "$2" = 0 ] || { status=FAILED; failed_tiers+=("$1"); }
   rows+=("$(printf '%-12s %-7s %4dm%02ds  %s' "$1" "$status" $(($3 / 60)) $(($3 % 60)) "$(disk_free)")")
 }
 known() {
@@ -170,7 +169,7 @@ for t in "$@"; do
 done
 printf '\n==> tier summary\n'
 printf '    %s\n' "${rows[@]}"
-[ "$failed" = 0 ] && exit 0
+[ "${#failed_tiers[@]}" = 0 ] && exit 0
 # A CI machine keeps only the end of a long run's output: name what failed here, not only thousands of lines above.
 printf '\n==> what failed (the lines that name it in each failed tier'"'"'s log, .cache/tier-logs/)\n'
 for t in "${failed_tiers[@]}"; do
