@@ -81,6 +81,18 @@ def test_the_size_comes_from_the_environment(inventory):
     assert len(hosts(json.loads(run.stdout), "gpu_hosts")) == 6
 
 
+@pytest.mark.parametrize(("env", "count"), [({}, 2), ({"AUTOGLM_LAB_GPU_HOSTS": "6"}, 6)])
+def test_the_shipped_lab_inventory_is_sized_by_the_environment(env, count):
+    # The file's own gpu_hosts line used to win over AUTOGLM_LAB_GPU_HOSTS, which its comment and lab.yml promise.
+    run = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(ROOT / "inventories/lab"), "--list"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(hosts(json.loads(run.stdout), "gpu_hosts")) == ["lab-gpu-%d" % i for i in range(1, count + 1)]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -27,7 +27,9 @@ options:
     required: true
     choices: [autoglm_lab]
   gpu_hosts:
-    description: How many hosts the C(gpu_hosts) group has.
+    description:
+      - How many hosts the C(gpu_hosts) group has.
+      - Set in the inventory file, it wins over E(AUTOGLM_LAB_GPU_HOSTS); leave it out to size the lab from there.
     type: int
     default: 2
     env:
@@ -72,12 +74,13 @@ options:
 """
 
 EXAMPLES = r"""
-# inventories/lab/fleet.autoglm_lab.yml
-plugin: autoglm_lab
-gpu_hosts: 2
-
-# The same lab with six GPU hosts, for one run:
+# inventories/lab/fleet.autoglm_lab.yml: two GPU hosts (the default), or six for one run with
 #   AUTOGLM_LAB_GPU_HOSTS=6 ansible-playbook lab/playbooks/lab.yml
+plugin: autoglm_lab
+
+# A lab of three GPU hosts whatever the environment says (the file's option comes before the variable):
+plugin: autoglm_lab
+gpu_hosts: 3
 """
 
 import ipaddress
