@@ -231,10 +231,13 @@ RUN_PLAY = """
       rescue:
         - {name: refused, ansible.builtin.debug: {msg: "{{ ansible_failed_result.msg }}"}}
     - {name: an undefined variable, ansible.builtin.debug: {msg: "{{ nothing_here }}"}, ignore_errors: true}
+    - {name: variables from a file per host, ansible.builtin.include_vars: {file: "vars-{{ flag }}.yml"}}
+    - {name: a vars file that is not there, ansible.builtin.include_vars: {file: nowhere.yml}, ignore_errors: true}
     - {name: a loop, ansible.builtin.set_fact: {looped: "{{ item }}"}, loop: [1, 2]}
     - {name: a module, ansible.builtin.command: "true", changed_when: false}
     - {name: a debug of our own, debug: {msg: ours}}
-    - {name: every fact, ansible.builtin.debug: {msg: "{{ [doubled, tripled, seen, once, looped, secret | length] }}"}}
+    - name: every fact
+      ansible.builtin.debug: {msg: "{{ [doubled, tripled, seen, once, looped, secret | length, from_file] }}"}
   handlers:
     - {name: told, ansible.builtin.debug: {msg: handled}}
 """
@@ -243,9 +246,12 @@ RUN_PLAY = """
 @pytest.mark.integration
 def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
     """The same play with every task in a worker and with RunInStrategy (and the skips): set_fact, assert, debug,
-    fail, a role's argument validation and the includes give every host the same results, facts, handlers, rescues,
-    failures and recap, and loops, modules and an action plugin that is not Ansible's own still went to workers."""
+    fail, include_vars, a role's argument validation and the includes give every host the same results, facts,
+    handlers, rescues, failures and recap, and loops, modules and an action plugin that is not Ansible's own still went
+    to workers."""
     (tmp_path / "inc.yml").write_text("- {name: included, ansible.builtin.debug: {msg: included}}\n")
+    (tmp_path / "vars-0.yml").write_text("from_file: zero\n")
+    (tmp_path / "vars-1.yml").write_text("from_file: one\n")
     role = tmp_path / "roles" / "r"
     (role / "tasks").mkdir(parents=True)
     (role / "meta").mkdir()
@@ -264,14 +270,16 @@ def test_a_task_run_without_a_worker_reports_what_a_worker_reports(tmp_path):
     inventory = "[g]\nh1 ansible_connection=local flag=1\nh2 ansible_connection=local flag=0\n"
     out = _run_both_ways(tmp_path, RUN_PLAY, inventory, [("0", "0"), ("1", "1")])
     assert out[("1", "1")][0] == out[("0", "0")][0]
-    assert "0 host-task(s) skipped and 0 run without a worker, 54 given to workers" in out[("0", "0")][1]
+    assert "0 host-task(s) skipped and 0 run without a worker, 58 given to workers" in out[("0", "0")][1]
     # Only the loop, the module and our own debug (2 hosts each) went to workers; h1's false `fail on h2` was skipped.
     assert (
-        "autoglm_mitogen_linear: 1 host-task(s) skipped and 47 run without a worker, 6 given to workers"
+        "autoglm_mitogen_linear: 1 host-task(s) skipped and 51 run without a worker, 6 given to workers"
         in out[("1", "1")][1]
     )
     tasks = _by_task(out[("1", "1")][0])
-    assert tasks["every fact"]["h2"]["msg"] == [0, 0, 2, "h1", 2, 7]
+    assert tasks["every fact"]["h2"]["msg"] == [0, 0, 2, "h1", 2, 7, "zero"]
+    assert tasks["every fact"]["h1"]["msg"][-1] == "one"
+    assert tasks["a vars file that is not there"]["h1"]["failed"]  # and with the worker's message, compared above
     assert tasks["assert per host"]["h2"]["failed"] and tasks["assert per host"]["h2"]["msg"] == "nope"
     assert tasks["a secret"]["h1"]["censored"].startswith("the output has been hidden")
     assert tasks["rescued"]["h2"]["msg"] == "h2 fails"

@@ -291,9 +291,10 @@ class RunInStrategy:
     """A task whose action never touches the host, run in the strategy's process instead of a forked worker.
 
     About half of the host-tasks of an unchanged site.yml on the lab are such actions: set_fact, assert, debug, fail,
-    a role's argument validation, include_tasks and include_role (120 of 240 results on the 2 GPU hosts). A worker
-    for each costs a fork of the controller, the worker's set-up and a result sent back; on the lab's 2 cores that is
-    most of what such a task costs, and it grows with every host. Here the strategy runs Ansible's own TaskExecutor
+    include_vars (it reads the controller's files), a role's argument validation, include_tasks and include_role (120
+    of 240 results on the 2 GPU hosts, before include_vars joined). A worker for each costs a fork of the controller,
+    the worker's set-up and a result sent back; on the lab's 2 cores that is most of what such a task costs, and it
+    grows with every host. Here the strategy runs Ansible's own TaskExecutor
     on a copy of the task (the worker post-validates its own copy; the strategy's must stay unvalidated for the next
     host), inside the same task context, with the same variables, play context and results queue, and sends its
     result as the worker does, so callbacks, `register`, handlers and the recap see what they see from a worker.
@@ -304,7 +305,7 @@ class RunInStrategy:
     does everything with an ansible-core this was not written for.
     """
 
-    ACTIONS = ("set_fact", "assert", "debug", "fail", "validate_argument_spec")
+    ACTIONS = ("set_fact", "assert", "debug", "fail", "validate_argument_spec", "include_vars")
     INCLUDES = ("include_tasks", "include_role")
 
     def __init__(self):
