@@ -79,8 +79,8 @@ EXAMPLES = r"""
 plugin: autoglm_lab
 
 # A lab of three GPU hosts whatever the environment says (the file's option comes before the variable):
-plugin: autoglm_lab
-gpu_hosts: 3
+#   plugin: autoglm_lab
+#   gpu_hosts: 3
 """
 
 import ipaddress
