@@ -172,12 +172,12 @@ printf '    %s\n' "${rows[@]}"
 [ "${#failed_tiers[@]}" = 0 ] && exit 0
 # A CI machine keeps only the end of a long run's output: name what failed here, not only thousands of lines above.
 printf '\n==> what failed (the lines that name it in each failed tier'"'"'s log, .cache/tier-logs/)\n'
+# pytest, Ansible and molecule; ansible-lint's rule lines and its verdict; yamllint's errors; ruff's codes; the files.
+named='^(FAILED|ERROR) |^ERROR: |^FATAL: |^fatal: |^failed: |^E  +[A-Za-z]|FAILED after'
+named+='|^[a-z0-9-]+\[[a-z0-9-]+\]: |^Failed: [0-9]+ failure|  error  |^[A-Z]+[0-9]+ '
+named+='|^ *--> [^ ]+:[0-9]+|^[^ ]+\.(py|yml|yaml|j2|sh):[0-9]+'
 for t in "${failed_tiers[@]}"; do
   printf '    %s:\n' "$t"
-  # pytest, Ansible and molecule; ansible-lint's rule lines and its verdict; yamllint's errors; ruff's codes.
-  named='^(FAILED|ERROR) |^ERROR: |^FATAL: |^fatal: |^failed: |^E  +[A-Za-z]|FAILED after'
-  named+='|^[a-z0-9-]+\[[a-z0-9-]+\]: |^Failed: [0-9]+ failure|  error  |^[A-Z]+[0-9]+ '
-  named+='|^ *--> [^ ]+:[0-9]+|^[^ ]+\.(py|yml|yaml|j2|sh):[0-9]+'
   lines=$(grep -E "$named" ".cache/tier-logs/$t.log" 2>/dev/null | tail -n 15)
   # Nothing matched: the log's last lines are the best guess at what failed.
   [ -n "$lines" ] || lines=$(tail -n 15 ".cache/tier-logs/$t.log" 2>/dev/null)

@@ -12,6 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
+def ansible_inventory(source, **env):
+    """The real ansible-inventory --list over ``source`` with the project's ansible.cfg and ``env`` added."""
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(source), "--list"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
+    )
+
+
 @pytest.fixture
 def inventory(tmp_path):
     """``inventory(text, **env)``: ansible-inventory --list over a lab source with ``text`` as its options."""
@@ -19,11 +31,7 @@ def inventory(tmp_path):
     def run(text, **env):
         src = tmp_path / "fleet.autoglm_lab.yml"
         src.write_text("plugin: autoglm_lab\n" + text)
-        return subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(src), "--list"],
-            capture_output=True, text=True, cwd=ROOT, check=False,
-            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
-        )
+        return ansible_inventory(src, **env)
 
     return run
 
@@ -84,11 +92,7 @@ def test_the_size_comes_from_the_environment(inventory):
 @pytest.mark.parametrize(("env", "count"), [({}, 2), ({"AUTOGLM_LAB_GPU_HOSTS": "6"}, 6)])
 def test_the_shipped_lab_inventory_is_sized_by_the_environment(env, count):
     # The file's own gpu_hosts line used to win over AUTOGLM_LAB_GPU_HOSTS, which its comment and lab.yml promise.
-    run = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(ROOT / "inventories/lab"), "--list"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **env},
-    )
+    run = ansible_inventory(ROOT / "inventories/lab", **env)
     assert run.returncode == 0, run.stderr
     assert sorted(hosts(json.loads(run.stdout), "gpu_hosts")) == ["lab-gpu-%d" % i for i in range(1, count + 1)]
 

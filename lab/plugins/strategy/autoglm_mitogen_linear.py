@@ -294,10 +294,10 @@ class RunInStrategy:
     include_vars (it reads the controller's files), a role's argument validation, include_tasks and include_role (120
     of 240 results on the 2 GPU hosts, before include_vars joined). A worker for each costs a fork of the controller,
     the worker's set-up and a result sent back; on the lab's 2 cores that is most of what such a task costs, and it
-    grows with every host. Here the strategy runs Ansible's own TaskExecutor
-    on a copy of the task (the worker post-validates its own copy; the strategy's must stay unvalidated for the next
-    host), inside the same task context, with the same variables, play context and results queue, and sends its
-    result as the worker does, so callbacks, `register`, handlers and the recap see what they see from a worker.
+    grows with every host. Here the strategy runs Ansible's own TaskExecutor on a copy of the task (the worker
+    post-validates its own copy; the strategy's must stay unvalidated for the next host), inside the same task
+    context, with the same variables, play context and results queue, and sends its result as the worker does, so
+    callbacks, `register`, handlers and the recap see what they see from a worker.
 
     Only these actions, and only Ansible's own plugins for them (a same-named action of a collection or an
     action_plugins/ folder goes to a worker), with `_requires_connection = False`; no loop, until, async or
