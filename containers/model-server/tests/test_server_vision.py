@@ -86,8 +86,10 @@ def client(vlm_server) -> openai.OpenAI:
     return openai.OpenAI(base_url=vlm_server.base + "/v1", api_key="EMPTY", max_retries=0, timeout=120)
 
 
-def chat(srv, timeout: float = 120, **body) -> httpx.Response:
-    return httpx.post(srv.base + "/v1/chat/completions", json={"model": srv.model, **body}, timeout=timeout)
+def chat(srv, timeout: float = 120, headers: dict | None = None, **body) -> httpx.Response:
+    return httpx.post(
+        srv.base + "/v1/chat/completions", json={"model": srv.model, **body}, headers=headers, timeout=timeout
+    )
 
 
 def error_of(response: httpx.Response) -> dict:
@@ -458,11 +460,25 @@ def test_each_api_call_leaves_one_audit_line_without_the_prompt(vlm_server, make
     url = data_url(make_screenshot(540, 1200, seed=9, noise=0))
     capsys.readouterr()
     body = {"messages": [user_turn("a secret instruction", url)], "max_tokens": 3, "temperature": 0}
-    assert chat(vlm_server, **body).status_code == 200
-    assert chat(vlm_server, messages=[user_turn("x", "file:///etc/passwd")], max_tokens=1).status_code == 400
-    out = capsys.readouterr().out
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"event":"api_request"')]
-    ok, refused = [x for x in lines if x["endpoint"] == "/v1/chat/completions"][-2:]
+    assert chat(vlm_server, headers={"x-request-id": "audit-ok"}, **body).status_code == 200
+    refused_call = chat(
+        vlm_server,
+        headers={"x-request-id": "audit-refused"},
+        messages=[user_turn("x", "file:///etc/passwd")],
+        max_tokens=1,
+    )
+    assert refused_call.status_code == 400
+    # The server writes a request's line once the response has been sent, so the client can hold a response a
+    # moment before its line is there (and a line of an earlier test's request can arrive in this capture): read
+    # until the lines of both request ids are there.
+    out, by_id, deadline = "", {}, time.monotonic() + 10
+    while len(by_id) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        out += capsys.readouterr().out
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"event":"api_request"')]
+        by_id = {x["request_id"]: x for x in lines if x.get("request_id") in ("audit-ok", "audit-refused")}
+    assert sorted(by_id) == ["audit-ok", "audit-refused"], out[-2000:]
+    ok, refused = by_id["audit-ok"], by_id["audit-refused"]
     assert (ok["status"], ok["model"], ok["images"], ok["stream"]) == (200, vlm_server.model, 1, False)
     assert ok["prompt_tokens"] > 700 and ok["completion_tokens"] == 3 and ok["latency"] > 0
     assert ok["client"] == "127.0.0.1" and ok["key_id"] is None
