@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 
 import httpx
 import openai
 import pytest
-from autoglm_server.app import create_app
+from autoglm_server.app import RequestMetricsMiddleware, create_app
 from autoglm_server.config import load_settings
+from autoglm_server.metrics import Metrics
 from fastapi.testclient import TestClient
 
 PROMPTS = [
@@ -119,6 +121,46 @@ def test_concurrent_requests_are_batched_and_greedy_outputs_match(server, metric
     all_steps = metric_value(after, "autoglm_batch_size_count") - metric_value(before, "autoglm_batch_size_count")
     assert all_steps > single_steps, "no decode step ran with more than one sequence"
     assert metric_value(after, "autoglm_batch_size_sum") - metric_value(before, "autoglm_batch_size_sum") > all_steps
+
+
+def test_a_response_is_counted_before_its_last_chunk_reaches_the_client():
+    """A client that reads /metrics right after a response finds it counted (the count is not left to the end of
+    the request's task, which may run after the client already has its answer); a request that fails before it
+    answers is counted as a 500 when it ends."""
+    metrics = Metrics()
+
+    def counted(status: str) -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "autoglm_requests_total", {"endpoint": "/v1/completions", "status": status}
+            )
+            or 0.0
+        )
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+
+    async def failing(scope, receive, send):
+        raise RuntimeError("boom")
+
+    seen = []
+
+    async def send(message):
+        if message["type"] == "http.response.body":
+            seen.append((message.get("more_body", False), counted("404")))
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "path": "/v1/completions"}
+    asyncio.run(RequestMetricsMiddleware(app, metrics, {"/v1/completions"})(scope, receive, send))
+    assert seen == [(True, 0.0), (False, 1.0)]
+    assert counted("404") == 1.0
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(RequestMetricsMiddleware(failing, metrics, {"/v1/completions"})(scope, receive, send))
+    assert counted("500") == 1.0
 
 
 def test_metrics_exposition(server, metric_value):

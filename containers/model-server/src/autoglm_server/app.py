@@ -146,7 +146,10 @@ class BodyLimitMiddleware:
 
 
 class RequestMetricsMiddleware:
-    """Counts every HTTP response by endpoint (route template, or "other") and status code."""
+    """Counts every HTTP response by endpoint (route template, or "other") and status code.
+
+    A response is counted before its last body chunk is sent, so a client that reads /metrics after a response
+    always finds it counted; one that fails or is cut off before that is counted when it ends."""
 
     def __init__(self, app: Any, metrics: Metrics, endpoints: set[str]) -> None:
         self.app, self.metrics, self.endpoints = app, metrics, endpoints
@@ -158,16 +161,25 @@ class RequestMetricsMiddleware:
         path = scope.get("path", "")
         endpoint = path if path in self.endpoints else "other"
         status = {"code": 500}
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                count()
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
+            count()
 
 
 def create_app(settings: Settings) -> FastAPI:
