@@ -6,8 +6,10 @@
 #     (set_fact, a skip), and the connection's start;
 #   - how many of each the unchanged site.yml runs per added GPU host (the lab strategy's -vv counts);
 #   - the idle load of a GPU host (its container and the containers inside it, cgroup v1 cpuacct);
-# and from them the floor of p (the seconds each GPU host adds) against the 2.5 s that a 6/2 ratio of 1.5 allows.
-#   AUTOGLM_LAB_GPU_HOSTS=6 make lab && bench/task_floor.sh      # about 5 minutes on a 2-core machine
+# and from them the floor of p (the seconds each GPU host adds) against F / 6, the p that a 6/2 ratio of 1.5 allows
+# (F from this run's site.yml pair, whose 2-host run carries the 4 idle hosts; bench/site_scale.sh's separate labs
+# gave F = 15 s, so 2.5 s, on 2026-12-07).
+#   AUTOGLM_LAB_GPU_HOSTS=6 make lab && bench/task_floor.sh      # about 4 minutes on a 2-core machine
 # FLOOR_TASKS (default 40) trivial tasks per playbook, FLOOR_ROUNDS (default 2) alternating rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +49,7 @@ declare -A t
 step "floor: $n trivial tasks per playbook, 2 GPU hosts against 6, $rounds alternating rounds (logs $logs)"
 for kind in start module inline; do
   small=() big=()
-  for r in $(seq "$rounds"); do
+  for _ in $(seq "$rounds"); do
     for limit in "$two" gpu_hosts; do
       start=$(date +%s%N)
       ansible-playbook -l "$limit" "$work/$kind.yml" > "$logs/$kind.log" 2>&1 || die "the $kind playbook failed: $logs/$kind.log"
