@@ -19,8 +19,6 @@ sizes=${SCALE_SIZES:-"2 6"}
 reruns=${SCALE_RERUNS:-3}
 compare=${SCALE_COMPARE:-}
 declare -A rerun other
-secs() { python3 -c 'import sys, time; print("%.1f" % ((time.time_ns() - int(sys.argv[1])) / 1e9))' "$1"; }
-median() { python3 -c 'import statistics, sys; print("%.1f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 # rerun_once LOG [VAR=value...]: one idempotent re-run, its seconds on stdout; it must change nothing.
 rerun_once() {
   local log=$1 start

@@ -43,8 +43,6 @@ for name, tasks in (("start", []), ("module", module), ("inline", inline)):
         f.write("\n".join(head + tasks) + "\n")
 EOF
 
-secs() { python3 -c 'import sys, time; print("%.2f" % ((time.time_ns() - int(sys.argv[1])) / 1e9))' "$1"; }
-median() { python3 -c 'import statistics, sys; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 declare -A t
 step "floor: $n trivial tasks per playbook, 2 GPU hosts against 6, $rounds alternating rounds (logs $logs)"
 for kind in start module inline; do
@@ -53,10 +51,10 @@ for kind in start module inline; do
     for limit in "$two" gpu_hosts; do
       start=$(date +%s%N)
       ansible-playbook -l "$limit" "$work/$kind.yml" > "$logs/$kind.log" 2>&1 || die "the $kind playbook failed: $logs/$kind.log"
-      if [ "$limit" = "$two" ]; then small+=("$(secs "$start")"); else big+=("$(secs "$start")"); fi
+      if [ "$limit" = "$two" ]; then small+=("$(secs "$start" 2)"); else big+=("$(secs "$start" 2)"); fi
     done
   done
-  t[$kind.2]=$(median "${small[@]}") t[$kind.6]=$(median "${big[@]}")
+  t[$kind.2]=$(median -d 2 "${small[@]}") t[$kind.6]=$(median -d 2 "${big[@]}")
   info "$kind: 2 GPU hosts ${t[$kind.2]} s, 6 GPU hosts ${t[$kind.6]} s"
 done
 
@@ -66,7 +64,7 @@ for limit in "lab-registry-1,lab-monitoring-1,$two,localhost" all; do
   size=$([ "$limit" = all ] && echo 6 || echo 2)
   start=$(date +%s%N)
   ansible-playbook -vv -l "$limit" site.yml > "$logs/site-$size.log" 2>&1 || die "site.yml failed: $logs/site-$size.log"
-  t[site.$size]=$(secs "$start")
+  t[site.$size]=$(secs "$start" 2)
   awk '/^PLAY RECAP/{f=1} f' "$logs/site-$size.log" | grep -Eq 'changed=[1-9]' && die "site.yml changed something: $logs/site-$size.log"
   read -r t[workers.$size] t[nowork.$size] t[skipped.$size] < <(
     sed -n 's/^autoglm_mitogen_linear: \([0-9]*\) host-task(s) skipped and \([0-9]*\) run without a worker, \([0-9]*\) given to workers$/\3 \2 \1/p' \
@@ -88,13 +86,18 @@ else
 fi
 
 step "floor: result"
-python3 - "$n" "${t[start.2]}" "${t[start.6]}" "${t[module.2]}" "${t[module.6]}" "${t[inline.2]}" "${t[inline.6]}" \
-  "${t[workers.2]}" "${t[workers.6]}" "${t[nowork.2]}" "${t[nowork.6]}" "${t[skipped.2]}" "${t[skipped.6]}" \
-  "${t[site.2]}" "${t[site.6]}" "$idle" <<'EOF'
+# Every measurement by name (start.2, module.6, workers.2, site.6, ...), one "name value" a line.
+t[idle]=$idle
+for k in "${!t[@]}"; do printf '%s %s\n' "$k" "${t[$k]}"; done > "$work/results"
+python3 - "$n" "$work/results" <<'EOF'
 import sys
 n = int(sys.argv[1])
-s2, s6, m2, m6, i2, i6, w2, w6, n2, n6, k2, k6, site2, site6 = map(float, sys.argv[2:16])
-idle = sys.argv[16]
+with open(sys.argv[2]) as f:
+    t = dict(line.split() for line in f)
+idle = t.pop("idle")
+s2, s6, m2, m6, i2, i6 = (float(t[k]) for k in ("start.2", "start.6", "module.2", "module.6", "inline.2", "inline.6"))
+w2, w6, n2, n6, k2, k6 = (float(t[k]) for k in ("workers.2", "workers.6", "nowork.2", "nowork.6", "skipped.2", "skipped.6"))
+site2, site6 = float(t["site.2"]), float(t["site.6"])
 added = 4
 start = (s6 - s2) / added
 module = (m6 - m2 - (s6 - s2)) / added / n

@@ -10,6 +10,15 @@ die() {
   exit 1
 }
 
+# Timing for the benches: `start=$(date +%s%N)` ... `secs "$start"` prints the seconds since (1 decimal, or the
+# DIGITS given second); `median [-d DIGITS] VALUE...` prints the median of the values (1 decimal unless -d).
+secs() { python3 -c 'import sys, time; print("%.*f" % (int(sys.argv[2]), (time.time_ns() - int(sys.argv[1])) / 1e9))' "$1" "${2:-1}"; }
+median() {
+  local digits=1
+  if [ "$1" = -d ]; then digits=$2 && shift 2; fi
+  python3 -c 'import statistics, sys; print("%.*f" % (int(sys.argv[1]), statistics.median(map(float, sys.argv[2:]))))' "$digits" "$@"
+}
+
 # Start the Docker engine if it is not answering; explain what to do when it cannot be started.
 ensure_docker() {
   if docker info >/dev/null 2>&1; then info "running ($(docker version -f '{{.Server.Version}}'))"; return 0; fi
